@@ -1,0 +1,174 @@
+"""The batched simulation core shared by :class:`FeedEnv` and :class:`FeedVectorEnv`.
+
+One ``FeedSimulator`` holds the world (catalog, clock) and B user slots. A step is one
+feed request per active user: the user goes through their slate (response kernel), the
+platform records what it saw, the world clock advances, and the next candidates are
+retrieved and featurised. The simulator returns a feedback record and never decides the
+reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs._rng import draw_seed
+from envs.catalog import Catalog
+from envs.config import EnvConfig
+from envs.ranking import build_observation, candidate_feature_names, ranker_params, user_feature_names
+from envs.response import F_COMPLETED, F_LIKE, F_SHARE, F_COMMENT, F_FOLLOW, F_NI, F_PROFILE, F_SKIP
+from envs.response import ResponseParams, respond
+from envs.retrieval import Retriever
+from envs.users import UserState
+from reward.feedback import Feedback
+
+__all__ = ["FeedSimulator", "Observation", "StepOutcome"]
+
+
+@dataclass
+class Observation:
+    """Batched observation: what the re-ranker sees, plus the candidates' catalog rows.
+
+    Attributes:
+        user: (B, U) float32 user features.
+        candidates: (B, N, F) float32 candidate features.
+        mask: (B, N) int8, 1 for a valid candidate.
+        item_ids: (B, N) int32 catalog rows of the candidates (-1 in padding); not part of
+            the policy's observation, kept for diagnostics, baselines and oracles.
+        source: (B, N) int8 retrieval source of each candidate.
+    """
+
+    user: np.ndarray
+    candidates: np.ndarray
+    mask: np.ndarray
+    item_ids: np.ndarray
+    source: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """The policy's observation, a dict matching the env's observation space."""
+        return {"user": self.user, "candidates": self.candidates, "mask": self.mask}
+
+
+@dataclass
+class StepOutcome:
+    """What one simulator step produced for the B slots."""
+
+    feedback: Feedback
+    terminated: np.ndarray  # (B,) bool: churned (terminal)
+    truncated: np.ndarray  # (B,) bool: the user's clock passed the horizon
+
+
+class FeedSimulator:
+    """World + B user slots, stepped in batch."""
+
+    def __init__(self, cfg: EnvConfig, n_users: int) -> None:
+        if n_users < 1:
+            raise ValueError(f"n_users must be >= 1, got {n_users}")
+        self.cfg = cfg
+        self.n_users = n_users
+        self.params = ResponseParams(cfg)
+        self.ranker_params = ranker_params(cfg)
+        self.n_user_features = len(user_feature_names(cfg))
+        self.n_cand_features = len(candidate_feature_names(cfg))
+        self.rng: np.random.Generator | None = None
+        self.catalog: Catalog | None = None
+        self.users: UserState | None = None
+        self.retriever: Retriever | None = None
+        self.obs: Observation | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def build_world(self, rng: np.random.Generator) -> None:
+        """Generate a new catalog and empty user slots from `rng` (which the simulator keeps)."""
+        self.rng = rng
+        self.catalog = Catalog(self.cfg.catalog, rng)
+        self.users = UserState(self.cfg, self.n_users, self.catalog, rng)
+        self.retriever = Retriever(self)
+
+    @property
+    def built(self) -> bool:
+        """Whether a world exists."""
+        return self.catalog is not None
+
+    def spawn(self, slots: np.ndarray) -> None:
+        """Fresh users in `slots` ((B,) bool mask)."""
+        self.users.spawn(np.flatnonzero(slots), self.rng)
+
+    def observe(self, active: np.ndarray | None = None) -> Observation:
+        """Retrieve and featurise the next request's candidates for the `active` slots."""
+        if active is None:
+            active = np.ones(self.n_users, np.bool_)
+        cand, src, valid = self.retriever.retrieve(active, draw_seed(self.rng))
+        user, cands = build_observation(self, cand, src)
+        self.obs = Observation(user, cands, valid.astype(np.int8), cand, src)
+        return self.obs
+
+    # ------------------------------------------------------------------ step
+    def step(self, slate_pos: np.ndarray, active: np.ndarray) -> StepOutcome:
+        """Show each active user the slate (candidate positions of the last observation).
+
+        Args:
+            slate_pos: (B, K) int positions into the last observation's candidates,
+                already validated.
+            active: (B,) bool; inactive slots are not stepped.
+        """
+        u, cat = self.users, self.catalog
+        items = np.take_along_axis(self.obs.item_ids, slate_pos.astype(np.int64), axis=1).astype(np.int32)
+        videos_before = u.session_videos.copy()
+        time_before = u.session_time_s.copy()
+        out = respond(self, items, active, draw_seed(self.rng))
+        seen = out["seen"]
+        flags = out["flags"]
+        # The platform logs what it showed: impressions, completions, engagement.
+        engaged = flags[..., F_LIKE] | flags[..., F_SHARE] | flags[..., F_COMMENT] | flags[..., F_FOLLOW]
+        cat.record(items[seen], flags[..., F_COMPLETED][seen], engaged[seen])
+        cat.advance(self.cfg.catalog.world_h_per_step, self.rng)
+        n_seen = seen.sum(axis=1, dtype=np.int32)
+        fb = Feedback(
+            seen=seen,
+            watch_ratio=out["watch_ratio"],
+            watch_time_s=out["watch_time_s"],
+            duration_s=out["duration_s"],
+            completed=flags[..., F_COMPLETED],
+            fast_skip=flags[..., F_SKIP],
+            like=flags[..., F_LIKE],
+            share=flags[..., F_SHARE],
+            comment=flags[..., F_COMMENT],
+            follow=flags[..., F_FOLLOW],
+            profile_visit=flags[..., F_PROFILE],
+            not_interested=flags[..., F_NI],
+            session_ended=out["session_ended"],
+            return_gap_h=out["return_gap_h"],
+            churned=out["churned"],
+            new_day_active=out["new_day_active"],
+            session_videos=videos_before + n_seen,
+            session_time_s=time_before + out["watch_time_s"].sum(axis=1),
+            hours_since_start=u.clock_h.astype(np.float32),
+        )
+        # Churn ends the MDP (terminated); reaching the horizon only cuts it off
+        # (truncated: the user would have gone on, so bootstrapping stays valid).
+        terminated = out["churned"] & active
+        truncated = (u.clock_h >= self.cfg.horizon_h) & active & ~terminated
+        return StepOutcome(fb, terminated, truncated)
+
+    # ------------------------------------------------------------------ diagnostics
+    def estimate_similarity(self) -> np.ndarray:
+        """(B,) cosine between the platform's user estimate and the true mean interest."""
+        est = self.users.u_hat
+        # The estimate lives in embedding space; the truth in content space, which the
+        # embedding views with noise: the cosine is meaningful because both are aligned.
+        n = np.linalg.norm(est, axis=1)
+        truth = self.users.true_interest()
+        return np.where(n > 1e-8, (est * truth).sum(axis=1) / np.maximum(n, 1e-8), 0.0)
+
+    def oracle_scores(self) -> np.ndarray:
+        """(B, N) hidden long-term affinity of each user for each current candidate.
+
+        Reads hidden state: for oracles and diagnostics only, never for policies.
+        """
+        u, cat = self.users, self.catalog
+        ids = self.obs.item_ids
+        vec = cat.true_vec[np.maximum(ids, 0)]  # (B, N, d)
+        cos = np.einsum("bnd,bmd->bnm", vec, u.interest_vec) + u.interest_off[:, None, :]
+        score = cos.max(axis=2)
+        return np.where(ids >= 0, score, -np.inf).astype(np.float32)

@@ -1,0 +1,255 @@
+"""The multi-task ranker and the observation a re-ranker sees.
+
+The ranker predicts, for every candidate, pCompletion, pLike, pShare, pComment, pFollow
+and the expected watch ratio from the platform's estimate only (estimated affinity
+<u_hat, embedding>, estimated topic preference, the video's observed completion odds,
+whether the user follows the creator), and a value score: the weighted sum of the
+predictions with weights from :class:`envs.config.RankerConfig`.
+
+The observation is what a production re-ranker has: user features (context, place in
+the session, history summary, sign-up interests, the platform's estimate) and N x F
+candidate features, plus a validity mask. Hidden user state never enters it.
+Feature names, in order, are ``user_feature_names(cfg)`` and
+``candidate_feature_names(cfg)``; serving builds features with the same kernel.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from envs.config import EnvConfig
+from envs.retrieval import SOURCE_NAMES
+
+__all__ = [
+    "CAND_VALUE",
+    "candidate_feature_names",
+    "build_observation",
+    "user_feature_names",
+]
+
+# Offsets after the d embedding columns of the candidate block.
+_CAND_TAIL = (
+    "p_completion", "p_like", "p_share", "p_comment", "p_follow", "expected_watch_ratio",
+    "value_score", "log_impressions", "completion_rate", "engagement_rate", "trend_level",
+    "log_age_h", "log_creator_followers", "follows_creator", "log_duration_s",
+    "history_similarity", "topic_preference", "estimated_affinity",
+)
+_N_TAIL = len(_CAND_TAIL)
+
+
+def candidate_feature_names(cfg: EnvConfig) -> tuple[str, ...]:
+    """Names of the F candidate features, in column order."""
+    d = cfg.catalog.latent_dim
+    return (
+        tuple(f"emb_{j}" for j in range(d))
+        + _CAND_TAIL
+        + tuple(f"source_{name}" for name in SOURCE_NAMES)
+    )
+
+
+def user_feature_names(cfg: EnvConfig) -> tuple[str, ...]:
+    """Names of the U user features, in column order."""
+    c, u = cfg.catalog, cfg.user
+    d, T = c.latent_dim, c.n_topics
+    return (
+        ("hour_sin", "hour_cos", "days_since_first_visit", "session_requests", "session_minutes",
+         "session_videos", "log_sessions", "last_gap_days", "has_history", "history_fill")
+        + tuple(f"region_{r}" for r in range(c.n_regions))
+        + tuple(f"language_{r}" for r in range(u.n_languages))
+        + tuple(f"device_{r}" for r in range(u.n_devices))
+        + tuple(f"signup_topic_{t}" for t in range(T))
+        + tuple(f"estimate_{j}" for j in range(d))
+        + tuple(f"history_emb_{j}" for j in range(d))
+        + ("history_watch_ratio", "history_like_rate", "history_skip_rate")
+        + tuple(f"topic_estimate_{t}" for t in range(T))
+    )
+
+
+def cand_index(cfg: EnvConfig, name: str) -> int:
+    """Column of candidate feature `name`."""
+    return candidate_feature_names(cfg).index(name)
+
+
+#: Offset of the value score after the embedding columns (column = latent_dim + CAND_VALUE).
+CAND_VALUE = _CAND_TAIL.index("value_score")
+
+
+@nb.njit(inline="always", cache=True)
+def _sig(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def _observe_kernel(
+    cand, cand_src, rk, now_h, horizon_days,
+    emb, item_topic, comp_logit, impressions, engagements, sound_level, item_sound, upload_h,
+    item_creator, creator_followers, duration,
+    u_hat, p_hat, follows, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
+    region, language, device, signup, start_hour, clock_h, session_requests, session_time_s,
+    session_videos, sessions, last_gap_h,
+    out_cand, out_user,
+):
+    B, N = cand.shape
+    d = emb.shape[1]
+    T = p_hat.shape[1]
+    Fo = follows.shape[1]
+    M = hist_item.shape[1]
+    # Widths of the one-hot blocks are passed through rk's tail.
+    n_reg = np.int64(rk[9])
+    n_lang = np.int64(rk[10])
+    n_dev = np.int64(rk[11])
+    for b in nb.prange(B):
+        # ---- user summary
+        un = 0.0
+        for j in range(d):
+            un += u_hat[b, j] * u_hat[b, j]
+        un = np.sqrt(un)
+        conf = min(1.0, 2.0 * un)
+        inv = 1.0 / un if un > 1e-6 else 0.0
+        hmean = np.zeros(d, np.float32)
+        cnt = min(hist_ptr[b], M)
+        wsum = 0.0
+        r_sum = 0.0
+        l_sum = 0.0
+        k_sum = 0.0
+        for h in range(cnt):
+            it = hist_item[b, h]
+            w = hist_ratio[b, h]
+            r_sum += w
+            l_sum += hist_like[b, h]
+            k_sum += hist_skip[b, h]
+            w = min(w, 1.5) + 0.05
+            wsum += w
+            for j in range(d):
+                hmean[j] += w * emb[it, j]
+        hn = 0.0
+        for j in range(d):
+            hn += hmean[j] * hmean[j]
+        hn = np.sqrt(hn)
+        if hn > 1e-6:
+            for j in range(d):
+                hmean[j] /= hn
+        # ---- user features
+        o = out_user[b]
+        hour = (start_hour[b] + clock_h[b]) % 24.0
+        o[0] = np.sin(hour * 0.2617993877991494)
+        o[1] = np.cos(hour * 0.2617993877991494)
+        o[2] = clock_h[b] / 24.0 / horizon_days
+        o[3] = session_requests[b] / 10.0
+        o[4] = session_time_s[b] / 1800.0
+        o[5] = session_videos[b] / 50.0
+        o[6] = np.log1p(sessions[b]) / 3.0
+        o[7] = last_gap_h[b] / 24.0
+        o[8] = 1.0 if cnt > 0 else 0.0
+        o[9] = cnt / M
+        p = 10
+        o[p + region[b]] = 1.0
+        p += n_reg
+        o[p + language[b]] = 1.0
+        p += n_lang
+        o[p + device[b]] = 1.0
+        p += n_dev
+        for t in range(T):
+            o[p + t] = signup[b, t]
+        p += T
+        for j in range(d):
+            o[p + j] = u_hat[b, j]
+        p += d
+        for j in range(d):
+            o[p + j] = hmean[j]
+        p += d
+        if cnt > 0:
+            o[p] = r_sum / cnt
+            o[p + 1] = l_sum / cnt
+            o[p + 2] = k_sum / cnt
+        p += 3
+        for t in range(T):
+            o[p + t] = p_hat[b, t]
+        # ---- candidates
+        for n in range(N):
+            it = cand[b, n]
+            row = out_cand[b, n]
+            if it < 0:
+                continue
+            est = 0.0
+            sim = 0.0
+            for j in range(d):
+                e = emb[it, j]
+                row[j] = e
+                est += u_hat[b, j] * e
+                sim += hmean[j] * e
+            est *= inv
+            cr = item_creator[it]
+            fol = 0.0
+            for f in range(Fo):
+                if follows[b, f] == cr:
+                    fol = 1.0
+                    break
+                if follows[b, f] < 0:
+                    break
+            tp = p_hat[b, item_topic[it]]
+            base = rk[6] * est * conf + rk[7] * comp_logit[it] + rk[8] * tp + 0.5 * fol
+            pc = _sig(base)
+            pl = _sig(-3.7 + 0.9 * base)
+            ps = _sig(-6.2 + 0.9 * base)
+            pm = _sig(-5.6 + 0.9 * base)
+            pf = _sig(-6.2 + 0.9 * base) * (1.0 - fol)
+            dur = duration[it]
+            er = 0.15 + pc * (1.0 + 0.3 * np.sqrt(15.0 / max(dur, 15.0)))
+            v = rk[0] * pc + rk[1] * er + rk[2] * pl + rk[3] * ps + rk[4] * pm + rk[5] * pf
+            imp = impressions[it]
+            q = d
+            row[q] = pc
+            row[q + 1] = pl
+            row[q + 2] = ps
+            row[q + 3] = pm
+            row[q + 4] = pf
+            row[q + 5] = er
+            row[q + 6] = v
+            row[q + 7] = np.log1p(imp) / 10.0
+            row[q + 8] = _sig(comp_logit[it])
+            row[q + 9] = 10.0 * (engagements[it] + 0.1) / (imp + 2.0)
+            row[q + 10] = sound_level[item_sound[it]]
+            row[q + 11] = np.log1p(max(now_h - upload_h[it], 0.0)) / 8.0
+            row[q + 12] = np.log1p(creator_followers[cr]) / 15.0
+            row[q + 13] = fol
+            row[q + 14] = np.log(dur) / 6.0
+            row[q + 15] = sim
+            row[q + 16] = tp
+            row[q + 17] = est
+            row[q + 18 + cand_src[b, n]] = 1.0
+
+
+def ranker_params(cfg: EnvConfig) -> np.ndarray:
+    """Kernel parameters: value weights, ranker slopes, one-hot widths."""
+    r = cfg.ranker
+    return np.array(
+        [r.w_completion, r.w_watch_ratio, r.w_like, r.w_share, r.w_comment, r.w_follow,
+         r.affinity_slope, r.prior_weight, r.topic_weight,
+         cfg.catalog.n_regions, cfg.user.n_languages, cfg.user.n_devices],
+        dtype=np.float64,
+    )
+
+
+def build_observation(sim, cand: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """User (B, U) and candidate (B, N, F) float32 features of the simulator's users.
+
+    Padding candidates (row -1) get all-zero feature rows.
+    """
+    cfg = sim.cfg
+    c, u = sim.catalog, sim.users
+    B, N = cand.shape
+    out_cand = np.zeros((B, N, sim.n_cand_features), np.float32)
+    out_user = np.zeros((B, sim.n_user_features), np.float32)
+    _observe_kernel(
+        cand, src, sim.ranker_params, c.now_h, cfg.horizon_days,
+        c.emb, c.topic, c.comp_logit, c.impressions, c.engagements, c.sound_level, c.sound, c.upload_h,
+        c.creator, c.creator_followers, c.duration_s,
+        u.u_hat, u.p_hat, u.follows, u.hist_item, u.hist_ratio, u.hist_like, u.hist_skip, u.hist_ptr,
+        u.region, u.language, u.device, u.signup, u.start_hour, u.clock_h, u.session_requests,
+        u.session_time_s, u.session_videos, u.sessions, u.last_gap_h,
+        out_cand, out_user,
+    )
+    return out_user, out_cand
+
