@@ -1,6 +1,7 @@
 # Two commands set up and run everything on a fresh machine:
-#   make train   create .venv if absent, install, run the main job
+#   make train   create .venv if absent, install, run the main job (python train.py)
 #   make test    same set-up, run the test suite
+# Pass extra arguments with ARGS, e.g. make train ARGS="--config small".
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,7 +28,7 @@ train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_env.py

@@ -133,7 +133,7 @@ class UserConfig:
     """Step size of the session interest toward an engaged video (times its watch ratio)."""
     session_relax_h: float = param(3.0, gt=0.0)
     """Time scale on which the session interest fades between sessions, hours."""
-    fatigue_per_view: float = param(0.09, ge=0.0, le=5.0)
+    fatigue_per_view: float = param(0.05, ge=0.0, le=5.0)
     """Fatigue added to a topic per video of it watched."""
     fatigue_decay_h: float = param(4.0, gt=0.0)
     """Time scale on which per-topic fatigue decays, hours."""
@@ -177,6 +177,9 @@ class ResponseConfig:
     """Appeal bonus for a video whose sound is trending (times the trend level in [0, 1])."""
     fatigue_weight: float = param(1.0, ge=0.0)
     """Appeal lost per unit of the video's topic fatigue."""
+    boredom_weight: float = param(1.0, ge=0.0)
+    """Experienced value lost per unit of the video's topic fatigue: repetition wears on
+    satisfaction (and so on leave, return and churn) more than on the watch ratio."""
     avoidance_weight: float = param(1.5, ge=0.0)
     """Appeal lost per unit of the video's topic avoidance."""
     position_decay: float = param(0.03, ge=0.0)
@@ -195,15 +198,15 @@ class ResponseConfig:
     """Mean extra watch ratio from replays of a completed short (< 15 s) video at appeal 1."""
     skip_time_mean_s: float = param(1.8, gt=0.0)
     """Mean swipe-away time of a fast skip, seconds."""
-    like_bias: float = param(-4.6, ge=-20.0, le=20.0)
+    like_bias: float = param(-5.6, ge=-20.0, le=20.0)
     """Like log-odds at appeal 0 and watch ratio 0."""
-    share_bias: float = param(-7.4, ge=-20.0, le=20.0)
+    share_bias: float = param(-8.2, ge=-20.0, le=20.0)
     """Share log-odds at appeal 0 and watch ratio 0."""
-    comment_bias: float = param(-6.8, ge=-20.0, le=20.0)
+    comment_bias: float = param(-7.6, ge=-20.0, le=20.0)
     """Comment log-odds at appeal 0 and watch ratio 0."""
-    follow_bias: float = param(-7.4, ge=-20.0, le=20.0)
+    follow_bias: float = param(-8.0, ge=-20.0, le=20.0)
     """Follow log-odds at appeal 0 and watch ratio 0 (only for creators not yet followed)."""
-    profile_bias: float = param(-4.9, ge=-20.0, le=20.0)
+    profile_bias: float = param(-5.6, ge=-20.0, le=20.0)
     """Profile-visit log-odds at appeal 0 and watch ratio 0."""
     engagement_appeal_slope: float = param(0.9, ge=0.0)
     """Slope of every engagement log-odds on the appeal."""
@@ -213,9 +216,9 @@ class ResponseConfig:
     """Not-interested log-odds of a fast-skipped video at appeal 0."""
     not_interested_slope: float = param(1.4, ge=0.0)
     """Not-interested log-odds gained per unit of negative appeal."""
-    leave_bias: float = param(-3.4, ge=-20.0, le=20.0)
+    leave_bias: float = param(-4.6, ge=-20.0, le=20.0)
     """Leave hazard log-odds after a video at zero fatigue, neutral satisfaction, session start."""
-    leave_fatigue_slope: float = param(0.8, ge=0.0)
+    leave_fatigue_slope: float = param(0.3, ge=0.0)
     """Leave log-odds per unit of the watched topic's fatigue."""
     leave_satisfaction_slope: float = param(2.2, ge=0.0)
     """Leave log-odds lost per unit of session satisfaction."""
@@ -225,19 +228,19 @@ class ResponseConfig:
     """Extra leave log-odds between 23:00 and 06:00 local time."""
     leave_skip: float = param(0.35, ge=0.0)
     """Extra leave log-odds right after a fast skip."""
-    return_gap_median_h: float = param(16.0, gt=0.0)
+    return_gap_median_h: float = param(10.0, gt=0.0)
     """Median hours to the next session for an average user at neutral satisfaction."""
     return_gap_sigma: float = param(0.7, ge=0.0, le=5.0)
     """Log-normal spread of return gaps."""
     return_satisfaction_slope: float = param(1.3, ge=0.0)
     """Log return gap lost per unit of long-run satisfaction."""
-    return_breadth_slope: float = param(1.0, ge=0.0)
+    return_breadth_slope: float = param(2.5, ge=0.0)
     """Log return gap lost per unit of interest breadth fed in the session (share of interests engaged)."""
-    churn_bias: float = param(-4.4, ge=-20.0, le=20.0)
+    churn_bias: float = param(-5.6, ge=-20.0, le=20.0)
     """Churn log-odds at a session end for an average user at neutral satisfaction."""
-    churn_satisfaction_slope: float = param(2.5, ge=0.0)
+    churn_satisfaction_slope: float = param(3.5, ge=0.0)
     """Churn log-odds lost per unit of long-run satisfaction."""
-    satisfaction_neutral: float = param(0.45, ge=-5.0, le=5.0)
+    satisfaction_neutral: float = param(0.0, ge=-5.0, le=5.0)
     """Experienced value at which satisfaction is neutral for leave, return and churn."""
     min_return_gap_h: float = param(0.25, gt=0.0)
     """Shortest return gap, hours."""
@@ -265,7 +268,7 @@ class RetrievalConfig:
     """Clusters probed by the embedding source (two-level retrieval: clusters, then videos)."""
     estimate_rate: float = param(0.08, ge=0.0, le=1.0)
     """Step size of the platform's user-embedding estimate per watched video."""
-    topic_estimate_rate: float = param(0.06, ge=0.0, le=1.0)
+    topic_estimate_rate: float = param(0.3, ge=0.0, le=1.0)
     """Step size of the platform's per-topic preference estimate per watched video."""
     seen_filter_len: int = param(64, ge=0, le=1024)
     """Recently shown videos filtered out of a user's candidates."""
@@ -300,12 +303,14 @@ class RankerConfig:
     """Weight of pComment in the value score."""
     w_follow: float = param(10.0, ge=-100.0, le=100.0)
     """Weight of pFollow in the value score."""
-    affinity_slope: float = param(2.6, ge=0.0)
+    affinity_slope: float = param(1.5, ge=0.0)
     """Slope of the predicted log-odds on the estimated affinity."""
     prior_weight: float = param(1.0, ge=0.0)
     """Weight of the video's observed completion log-odds in the predictions."""
-    topic_weight: float = param(1.5, ge=0.0)
+    topic_weight: float = param(3.5, ge=0.0)
     """Weight of the estimated topic preference in the predictions."""
+    recent_weight: float = param(1.5, ge=0.0)
+    """Weight of the best cosine to the user's recently engaged videos (attention over history)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ _CAND_TAIL = (
     "p_completion", "p_like", "p_share", "p_comment", "p_follow", "expected_watch_ratio",
     "value_score", "log_impressions", "completion_rate", "engagement_rate", "trend_level",
     "log_age_h", "log_creator_followers", "follows_creator", "log_duration_s",
-    "history_similarity", "topic_preference", "estimated_affinity",
+    "history_similarity", "recent_engaged_similarity", "topic_preference", "estimated_affinity",
 )
 _N_TAIL = len(_CAND_TAIL)
 
@@ -85,7 +85,7 @@ def _observe_kernel(
     cand, cand_src, rk, now_h, horizon_days,
     emb, item_topic, comp_logit, impressions, engagements, sound_level, item_sound, upload_h,
     item_creator, creator_followers, duration,
-    u_hat, p_hat, follows, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
+    u_hat, p_hat, follows, engaged, engaged_ptr, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
     region, language, device, signup, start_hour, clock_h, session_requests, session_time_s,
     session_videos, sessions, last_gap_h,
     out_cand, out_user,
@@ -95,6 +95,7 @@ def _observe_kernel(
     T = p_hat.shape[1]
     Fo = follows.shape[1]
     M = hist_item.shape[1]
+    E = engaged.shape[1]
     # Widths of the one-hot blocks are passed through rk's tail.
     n_reg = np.int64(rk[9])
     n_lang = np.int64(rk[10])
@@ -180,6 +181,14 @@ def _observe_kernel(
                 est += u_hat[b, j] * e
                 sim += hmean[j] * e
             est *= inv
+            # Attention over history: the closest recently engaged video.
+            rec = 0.0
+            for r in range(min(E, engaged_ptr[b])):
+                other = engaged[b, r]
+                acc = 0.0
+                for j in range(d):
+                    acc += emb[other, j] * emb[it, j]
+                rec = max(rec, acc)
             cr = item_creator[it]
             fol = 0.0
             for f in range(Fo):
@@ -189,7 +198,8 @@ def _observe_kernel(
                 if follows[b, f] < 0:
                     break
             tp = p_hat[b, item_topic[it]]
-            base = rk[6] * est * conf + rk[7] * comp_logit[it] + rk[8] * tp + 0.5 * fol
+            base = (rk[6] * est * conf + rk[7] * comp_logit[it] + rk[8] * tp + rk[12] * rec * rec
+                    + 0.5 * fol)
             pc = _sig(base)
             pl = _sig(-3.7 + 0.9 * base)
             ps = _sig(-6.2 + 0.9 * base)
@@ -216,9 +226,10 @@ def _observe_kernel(
             row[q + 13] = fol
             row[q + 14] = np.log(dur) / 6.0
             row[q + 15] = sim
-            row[q + 16] = tp
-            row[q + 17] = est
-            row[q + 18 + cand_src[b, n]] = 1.0
+            row[q + 16] = rec
+            row[q + 17] = tp
+            row[q + 18] = est
+            row[q + 19 + cand_src[b, n]] = 1.0
 
 
 def ranker_params(cfg: EnvConfig) -> np.ndarray:
@@ -227,7 +238,7 @@ def ranker_params(cfg: EnvConfig) -> np.ndarray:
     return np.array(
         [r.w_completion, r.w_watch_ratio, r.w_like, r.w_share, r.w_comment, r.w_follow,
          r.affinity_slope, r.prior_weight, r.topic_weight,
-         cfg.catalog.n_regions, cfg.user.n_languages, cfg.user.n_devices],
+         cfg.catalog.n_regions, cfg.user.n_languages, cfg.user.n_devices, r.recent_weight],
         dtype=np.float64,
     )
 
@@ -246,7 +257,7 @@ def build_observation(sim, cand: np.ndarray, src: np.ndarray) -> tuple[np.ndarra
         cand, src, sim.ranker_params, c.now_h, cfg.horizon_days,
         c.emb, c.topic, c.comp_logit, c.impressions, c.engagements, c.sound_level, c.sound, c.upload_h,
         c.creator, c.creator_followers, c.duration_s,
-        u.u_hat, u.p_hat, u.follows, u.hist_item, u.hist_ratio, u.hist_like, u.hist_skip, u.hist_ptr,
+        u.u_hat, u.p_hat, u.follows, u.engaged, u.engaged_ptr, u.hist_item, u.hist_ratio, u.hist_like, u.hist_skip, u.hist_ptr,
         u.region, u.language, u.device, u.signup, u.start_hour, u.clock_h, u.session_requests,
         u.session_time_s, u.session_videos, u.sessions, u.last_gap_h,
         out_cand, out_user,

@@ -43,7 +43,7 @@ _PARAM_NAMES = (
     "leave_bias", "leave_fatigue_slope", "leave_satisfaction_slope", "leave_time_slope",
     "leave_late_hour", "leave_skip", "return_gap_median_h", "return_gap_sigma",
     "return_satisfaction_slope", "return_breadth_slope", "churn_bias", "churn_satisfaction_slope",
-    "satisfaction_neutral", "min_return_gap_h",
+    "satisfaction_neutral", "min_return_gap_h", "boredom_weight",
     # user model
     "session_drift", "session_relax_h", "fatigue_per_view", "fatigue_decay_h",
     "avoidance_per_not_interested", "avoidance_relief_per_positive", "avoidance_decay_h",
@@ -56,7 +56,7 @@ _PARAM_NAMES = (
  P_COMP_SLOPE, P_COMP_DUR, P_REPLAY, P_SKIP_TIME, P_LIKE, P_SHARE, P_COMMENT, P_FOLLOW, P_PROFILE,
  P_ENG_APPEAL, P_ENG_RATIO, P_NI_BIAS, P_NI_SLOPE, P_LEAVE_BIAS, P_LEAVE_FAT, P_LEAVE_SAT, P_LEAVE_TIME,
  P_LEAVE_LATE, P_LEAVE_SKIP, P_GAP_MEDIAN, P_GAP_SIGMA, P_GAP_SAT, P_GAP_BREADTH, P_CHURN_BIAS,
- P_CHURN_SAT, P_SAT_NEUTRAL, P_MIN_GAP, P_DRIFT, P_RELAX, P_FAT_VIEW, P_FAT_DECAY, P_AVOID_NI,
+ P_CHURN_SAT, P_SAT_NEUTRAL, P_MIN_GAP, P_BOREDOM, P_DRIFT, P_RELAX, P_FAT_VIEW, P_FAT_DECAY, P_AVOID_NI,
  P_AVOID_RELIEF, P_AVOID_DECAY, P_SAT_RATE, P_SAT_MEMORY, P_EST_RATE, P_TOPIC_RATE, P_HORIZON) = range(
     len(_PARAM_NAMES))
 
@@ -199,7 +199,7 @@ def _respond_kernel(
             positive = like or share or comment or follow
             # Experienced value drives satisfaction (and through it leave, return, churn).
             value = min(ratio, 1.5) + 0.6 * like + 0.8 * share + 0.5 * comment + 0.8 * follow
-            value -= 1.5 * ni + 0.2 * skip
+            value -= 1.5 * ni + 0.2 * skip + p[P_BOREDOM] * fatigue[b, top]
             sat[b] += p[P_SAT_RATE] * (value - sat[b])
             # State updates.
             fatigue[b, top] += p[P_FAT_VIEW] * (0.4 if skip else 1.0)

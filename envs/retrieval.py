@@ -219,7 +219,7 @@ class Retriever:
         )
         self.quotas = np.array([int(s * N) for s in shares], np.int64)
         self.n_probe = min(cfg.n_probe_clusters, sim.cfg.catalog.n_niches)
-        self.topic_weight = np.float32(sim.cfg.ranker.topic_weight * 0.5)
+        self.topic_weight = np.float32(sim.cfg.ranker.topic_weight)
         self.n_candidates = N
         n_chunks = max(1, nb.config.NUMBA_NUM_THREADS)
         self._stamps = np.full((n_chunks, sim.cfg.catalog.n_items), -1, np.int64)

@@ -1,0 +1,19 @@
+"""rl-fyp: reinforcement learning for short-video feed recommendation.
+
+The framework package: config (:func:`load_config`), baselines, the simulate job and
+the ``rl-fyp`` command line. The simulator lives in ``envs`` and the reward in
+``reward``; the dependency direction is ``rl_fyp -> envs -> reward``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from rl_fyp.config import Config, ConfigError, SimulateConfig, load_config, save_config
+
+__all__ = ["Config", "ConfigError", "SimulateConfig", "__version__", "load_config", "save_config"]
+
+try:
+    __version__ = version("rl-fyp")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"
