@@ -14,13 +14,21 @@ shared by all users of a batch; users keep clocks of their own.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from envs.config import CatalogConfig
 
-__all__ = ["Catalog", "STAGE_GRADUATED", "STAGE_SUPPRESSED", "STAGE_TEST"]
+__all__ = ["Catalog", "ITEM_STATIC_NAMES", "STAGE_GRADUATED", "STAGE_SUPPRESSED", "STAGE_TEST"]
 
-#: Fresh video in its test stage: only the fresh source serves it.
+#: Columns of ``Catalog.item_static``: per-video features the observation copies as they are
+#: (the first seven), plus the replay factor the ranker uses.
+ITEM_STATIC_NAMES = (
+    "log_impressions", "completion_rate", "engagement_rate", "trend_level",
+    "log_age_h", "log_creator_followers", "log_duration_s", "replay_factor",
+)
+
+#: Fresh video in its test stage: only the fresh source and its creator's followers see it.
 STAGE_TEST = 0
 #: Video in the wide pools (retrieval index, trending).
 STAGE_GRADUATED = 1
@@ -132,6 +140,7 @@ class Catalog:
         self.completions = np.zeros(n, f32)
         self.engagements = np.zeros(n, f32)
         self.comp_logit = np.zeros(n, f32)
+        self.item_static = np.zeros((n, len(ITEM_STATIC_NAMES)), f32)
         rows = np.arange(n)
         self._fill(rows, self.niche, rng)
         self.upload_h[:] = -rng.random(n) * cfg.catalog_age_h
@@ -199,8 +208,23 @@ class Catalog:
 
     def _update_comp_logit(self, rows: np.ndarray) -> None:
         # Beta(1.2, 2) prior: an unseen video is assumed to complete a little under 40%.
-        rate = (self.completions[rows] + 1.2) / (self.impressions[rows] + 3.2)
+        imp = self.impressions[rows]
+        rate = (self.completions[rows] + 1.2) / (imp + 3.2)
         self.comp_logit[rows] = np.log(rate / (1.0 - rate))
+        st = self.item_static
+        st[rows, 0] = np.log1p(imp) / 10.0
+        st[rows, 1] = rate
+        st[rows, 2] = 10.0 * (self.engagements[rows] + 0.1) / (imp + 2.0)
+
+    def _update_static(self, rows: np.ndarray | slice) -> None:
+        """Recompute the slowly changing per-video features (trend, age, creator, duration)."""
+        st = self.item_static
+        dur = self.duration_s[rows]
+        st[rows, 3] = self.sound_level[self.sound[rows]]
+        st[rows, 4] = np.log1p(np.maximum(self.now_h - self.upload_h[rows], 0.0)) / 8.0
+        st[rows, 5] = np.log1p(self.creator_followers[self.creator[rows]]) / 15.0
+        st[rows, 6] = np.log(dur) / 6.0
+        st[rows, 7] = 0.3 * np.sqrt(15.0 / np.maximum(dur, 15.0))
 
     # ------------------------------------------------------------------ world clock
     def advance(self, dt_h: float, rng: np.random.Generator) -> None:
@@ -237,6 +261,7 @@ class Catalog:
         self.completions[rows] = 0.0
         self.engagements[rows] = 0.0
         self._update_comp_logit(rows)
+        self._update_static(rows)
         Lc = self.cfg.creator_recent_len
         P = len(self.fresh_pool)
         for r in rows:
@@ -280,6 +305,7 @@ class Catalog:
         with np.errstate(invalid="ignore", over="ignore"):
             level = np.where(x > 0, x * np.exp(1.0 - x), 0.0)
         self.sound_level[:] = np.nan_to_num(level)
+        self._update_static(slice(None))  # trend levels and ages as of this refresh
         live = (self.stage == STAGE_GRADUATED) & (self.upload_h <= self.now_h)
         # Platform quality estimate: observed completion odds plus engagement rate.
         eng = (self.engagements + 0.1) / (self.impressions + 2.0)
@@ -312,16 +338,44 @@ class Catalog:
         self.backfill = best[np.isfinite(score[best])].astype(np.int32)
 
     # ------------------------------------------------------------------ statistics
-    def record(self, items: np.ndarray, completed: np.ndarray, engaged: np.ndarray) -> None:
-        """Add the simulated users' impressions (flat arrays of seen videos) to the statistics."""
-        np.add.at(self.impressions, items, 1.0)
-        np.add.at(self.completions, items, completed.astype(np.float32))
-        np.add.at(self.engagements, items, engaged.astype(np.float32))
-        uniq = np.unique(items)
-        self._update_comp_logit(uniq)
-        self.judge_tests(uniq)
+    def record(self, items: np.ndarray, seen: np.ndarray, completed: np.ndarray, engaged: np.ndarray) -> None:
+        """Add the simulated users' impressions to the platform statistics.
+
+        Args:
+            items: (B, K) catalog rows shown; seen, completed, engaged: (B, K) bool.
+        """
+        _record_kernel(
+            items, seen, completed, engaged, self.impressions, self.completions, self.engagements,
+            self.comp_logit, self.item_static, self.stage, float(self.cfg.test_audience),
+            float(self.cfg.graduation_completion_rate),
+        )
 
     @property
     def n_creators(self) -> int:
         """Creators in the catalog."""
         return len(self.creator_followers)
+
+
+@nb.njit(cache=True)
+def _record_kernel(items, seen, completed, engaged, impressions, completions, engagements,
+                   comp_logit, item_static, stage, test_audience, graduation_rate):
+    # Serial on purpose: many users may see the same video in one step.
+    B, K = items.shape
+    for b in range(B):
+        for k in range(K):
+            if not seen[b, k]:
+                continue
+            i = items[b, k]
+            impressions[i] += 1.0
+            if completed[b, k]:
+                completions[i] += 1.0
+            if engaged[b, k]:
+                engagements[i] += 1.0
+            imp = impressions[i]
+            rate = (completions[i] + 1.2) / (imp + 3.2)  # same prior as Catalog._update_comp_logit
+            comp_logit[i] = np.log(rate / (1.0 - rate))
+            item_static[i, 0] = np.log1p(imp) / 10.0
+            item_static[i, 1] = rate
+            item_static[i, 2] = 10.0 * (engagements[i] + 0.1) / (imp + 2.0)
+            if stage[i] == STAGE_TEST and imp >= test_audience:
+                stage[i] = STAGE_GRADUATED if completions[i] / imp >= graduation_rate else STAGE_SUPPRESSED

@@ -121,7 +121,7 @@ class FeedSimulator:
         flags = out["flags"]
         # The platform logs what it showed: impressions, completions, engagement.
         engaged = flags[..., F_LIKE] | flags[..., F_SHARE] | flags[..., F_COMMENT] | flags[..., F_FOLLOW]
-        cat.record(items[seen], flags[..., F_COMPLETED][seen], engaged[seen])
+        cat.record(items, seen, flags[..., F_COMPLETED], engaged)
         cat.advance(self.cfg.catalog.world_h_per_step, self.rng)
         n_seen = seen.sum(axis=1, dtype=np.int32)
         fb = Feedback(
@@ -141,9 +141,10 @@ class FeedSimulator:
             return_gap_h=out["return_gap_h"],
             churned=out["churned"],
             new_day_active=out["new_day_active"],
-            session_videos=videos_before + n_seen,
-            session_time_s=time_before + out["watch_time_s"].sum(axis=1),
-            hours_since_start=u.clock_h.astype(np.float32),
+            # Slots not stepped (about to restart with a fresh user) report a fresh user's zeros.
+            session_videos=np.where(active, videos_before + n_seen, 0).astype(np.int32),
+            session_time_s=np.where(active, time_before + out["watch_time_s"].sum(axis=1), 0.0).astype(np.float32),
+            hours_since_start=np.where(active, u.clock_h, 0.0).astype(np.float32),
         )
         # Churn ends the MDP (terminated); reaching the horizon only cuts it off
         # (truncated: the user would have gone on, so bootstrapping stays valid).

@@ -32,6 +32,9 @@ __all__ = ["FeedEnv", "FeedVectorEnv", "SlateSpace", "make_env_config"]
 
 RewardFn = Callable[[Feedback], Any]
 
+#: Bound of every observation feature (the features themselves stay within a few units).
+FEATURE_BOUND = 1e6
+
 #: Keys of ``info``.
 INFO_FEEDBACK = "feedback"
 INFO_METRICS = "metrics"
@@ -42,7 +45,7 @@ def make_env_config(
     config: EnvConfig | Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
 ) -> EnvConfig:
-    """An EnvConfig from a config or plain mapping plus dotted overrides ("catalog.n_items": 1e5)."""
+    """An EnvConfig from a config or plain mapping plus dotted overrides ("catalog.n_items": 100_000)."""
     from reward.typed_config import deep_merge, to_dict
 
     if config is None:
@@ -116,7 +119,7 @@ def validate_slates(actions: Any, mask: np.ndarray, slate_size: int, rows: np.nd
             dup[b] = True
             dup[b, first] = False
         fail(dup, "is a duplicate (already earlier in the slate)")
-    masked = np.take_along_axis(mask, a, axis=1) == 0
+    masked = np.take_along_axis(mask, np.clip(a, 0, N - 1), axis=1) == 0
     if np.any(masked & check[:, None]):
         fail(masked, "is masked (not a valid candidate)")
     return a
@@ -169,10 +172,12 @@ class _FeedBase:
         self.reward_fn: RewardFn = reward if reward is not None else EngagementReward(reward_config)
         cfg = self.config
         N, K = cfg.retrieval.n_candidates, cfg.slate_size
+        # Features are bounded far inside these limits (embeddings, probabilities, logs,
+        # a value score); the bounds are finite so generic tools can rely on them.
         self.single_obs_space = spaces.Dict(
             {
-                "user": spaces.Box(-np.inf, np.inf, (self.sim.n_user_features,), np.float32),
-                "candidates": spaces.Box(-np.inf, np.inf, (N, self.sim.n_cand_features), np.float32),
+                "user": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (self.sim.n_user_features,), np.float32),
+                "candidates": spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (N, self.sim.n_cand_features), np.float32),
                 "mask": spaces.Box(0, 1, (N,), np.int8),
             }
         )
@@ -222,8 +227,10 @@ class FeedEnv(_FeedBase, gym.Env):
             raise RuntimeError("step() called on a finished episode: call reset() first")
         obs = self.sim.obs
         # Validate action.
-        slate = validate_slates(np.asarray(action)[None] if np.ndim(action) == 1 else action,
-                                obs.mask, self.config.slate_size)
+        a = np.asarray(action)
+        if a.shape != (self.config.slate_size,):
+            raise ValueError(f"action must have shape {(self.config.slate_size,)}, got {a.shape}")
+        slate = validate_slates(a[None], obs.mask, self.config.slate_size)
         # Show the slate and simulate feedback (the user state updates inside).
         out: StepOutcome = self.sim.step(slate, np.ones(1, np.bool_))
         # Reward.

@@ -19,7 +19,6 @@ import numba as nb
 import numpy as np
 
 from envs.config import EnvConfig
-from envs.retrieval import SOURCE_NAMES
 
 __all__ = [
     "CAND_VALUE",
@@ -31,9 +30,15 @@ __all__ = [
 # Offsets after the d embedding columns of the candidate block.
 _CAND_TAIL = (
     "p_completion", "p_like", "p_share", "p_comment", "p_follow", "expected_watch_ratio",
-    "value_score", "log_impressions", "completion_rate", "engagement_rate", "trend_level",
-    "log_age_h", "log_creator_followers", "follows_creator", "log_duration_s",
-    "history_similarity", "recent_engaged_similarity", "topic_preference", "estimated_affinity",
+    "value_score",
+    # per-video statistics (catalog.ITEM_STATIC_NAMES order)
+    "log_impressions", "completion_rate", "engagement_rate", "trend_level",
+    "log_age_h", "log_creator_followers", "log_duration_s",
+    # user x video
+    "follows_creator", "history_similarity", "recent_engaged_similarity", "topic_preference",
+    "estimated_affinity",
+    # categorical: the retrieval source id (envs.retrieval.SOURCE_NAMES); embed it
+    "source",
 )
 _N_TAIL = len(_CAND_TAIL)
 
@@ -44,7 +49,6 @@ def candidate_feature_names(cfg: EnvConfig) -> tuple[str, ...]:
     return (
         tuple(f"emb_{j}" for j in range(d))
         + _CAND_TAIL
-        + tuple(f"source_{name}" for name in SOURCE_NAMES)
     )
 
 
@@ -75,16 +79,15 @@ def cand_index(cfg: EnvConfig, name: str) -> int:
 CAND_VALUE = _CAND_TAIL.index("value_score")
 
 
-@nb.njit(inline="always", cache=True)
-def _sig(x):
-    return 1.0 / (1.0 + np.exp(-x))
+_E_LIKE = np.exp(3.7)  # like head: sigmoid(-3.7 + 0.9 * base)
+_E_SHARE = np.exp(6.2)  # share and follow heads: sigmoid(-6.2 + 0.9 * base)
+_E_COMMENT = np.exp(5.6)  # comment head: sigmoid(-5.6 + 0.9 * base)
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _observe_kernel(
-    cand, cand_src, rk, now_h, horizon_days,
-    emb, item_topic, comp_logit, impressions, engagements, sound_level, item_sound, upload_h,
-    item_creator, creator_followers, duration,
+    cand, cand_src, rk, horizon_days,
+    emb, item_topic, comp_logit, item_static, item_creator,
     u_hat, p_hat, follows, engaged, engaged_ptr, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
     region, language, device, signup, start_hour, clock_h, session_requests, session_time_s,
     session_videos, sessions, last_gap_h,
@@ -131,8 +134,15 @@ def _observe_kernel(
         if hn > 1e-6:
             for j in range(d):
                 hmean[j] /= hn
+        n_eng = min(E, engaged_ptr[b])
+        eng_emb = np.empty((E, d), np.float32)
+        for r in range(n_eng):
+            for j in range(d):
+                eng_emb[r, j] = emb[engaged[b, r], j]
         # ---- user features
         o = out_user[b]
+        for j in range(o.shape[0]):
+            o[j] = 0.0
         hour = (start_hour[b] + clock_h[b]) % 24.0
         o[0] = np.sin(hour * 0.2617993877991494)
         o[1] = np.cos(hour * 0.2617993877991494)
@@ -172,6 +182,8 @@ def _observe_kernel(
             it = cand[b, n]
             row = out_cand[b, n]
             if it < 0:
+                for j in range(row.shape[0]):
+                    row[j] = 0.0
                 continue
             est = 0.0
             sim = 0.0
@@ -183,53 +195,47 @@ def _observe_kernel(
             est *= inv
             # Attention over history: the closest recently engaged video.
             rec = 0.0
-            for r in range(min(E, engaged_ptr[b])):
-                other = engaged[b, r]
+            for r in range(n_eng):
                 acc = 0.0
                 for j in range(d):
-                    acc += emb[other, j] * emb[it, j]
+                    acc += eng_emb[r, j] * emb[it, j]
                 rec = max(rec, acc)
             cr = item_creator[it]
             fol = 0.0
             for f in range(Fo):
-                if follows[b, f] == cr:
-                    fol = 1.0
+                fc = follows[b, f]
+                if fc < 0:
                     break
-                if follows[b, f] < 0:
+                if fc == cr:
+                    fol = 1.0
                     break
             tp = p_hat[b, item_topic[it]]
             base = (rk[6] * est * conf + rk[7] * comp_logit[it] + rk[8] * tp + rk[12] * rec * rec
                     + 0.5 * fol)
-            pc = _sig(base)
-            pl = _sig(-3.7 + 0.9 * base)
-            ps = _sig(-6.2 + 0.9 * base)
-            pm = _sig(-5.6 + 0.9 * base)
-            pf = _sig(-6.2 + 0.9 * base) * (1.0 - fol)
-            dur = duration[it]
-            er = 0.15 + pc * (1.0 + 0.3 * np.sqrt(15.0 / max(dur, 15.0)))
-            v = rk[0] * pc + rk[1] * er + rk[2] * pl + rk[3] * ps + rk[4] * pm + rk[5] * pf
-            imp = impressions[it]
-            q = d
-            row[q] = pc
-            row[q + 1] = pl
-            row[q + 2] = ps
-            row[q + 3] = pm
-            row[q + 4] = pf
-            row[q + 5] = er
-            row[q + 6] = v
-            row[q + 7] = np.log1p(imp) / 10.0
-            row[q + 8] = _sig(comp_logit[it])
-            row[q + 9] = 10.0 * (engagements[it] + 0.1) / (imp + 2.0)
-            row[q + 10] = sound_level[item_sound[it]]
-            row[q + 11] = np.log1p(max(now_h - upload_h[it], 0.0)) / 8.0
-            row[q + 12] = np.log1p(creator_followers[cr]) / 15.0
-            row[q + 13] = fol
-            row[q + 14] = np.log(dur) / 6.0
-            row[q + 15] = sim
-            row[q + 16] = rec
-            row[q + 17] = tp
-            row[q + 18] = est
-            row[q + 19 + cand_src[b, n]] = 1.0
+            # Two exponentials serve all five heads: sigmoid(c + 0.9 base) = 1 / (1 + e^-c t).
+            pc = 1.0 / (1.0 + np.exp(-base))
+            t = np.exp(-0.9 * base)
+            pl = 1.0 / (1.0 + _E_LIKE * t)
+            ps = 1.0 / (1.0 + _E_SHARE * t)
+            pm = 1.0 / (1.0 + _E_COMMENT * t)
+            pf = (1.0 - fol) / (1.0 + _E_SHARE * t)
+            st = item_static[it]
+            er = 0.15 + pc * (1.0 + st[7])
+            row[d] = pc
+            row[d + 1] = pl
+            row[d + 2] = ps
+            row[d + 3] = pm
+            row[d + 4] = pf
+            row[d + 5] = er
+            row[d + 6] = rk[0] * pc + rk[1] * er + rk[2] * pl + rk[3] * ps + rk[4] * pm + rk[5] * pf
+            for j in range(7):
+                row[d + 7 + j] = st[j]
+            row[d + 14] = fol
+            row[d + 15] = sim
+            row[d + 16] = rec
+            row[d + 17] = tp
+            row[d + 18] = est
+            row[d + 19] = cand_src[b, n]
 
 
 def ranker_params(cfg: EnvConfig) -> np.ndarray:
@@ -251,12 +257,11 @@ def build_observation(sim, cand: np.ndarray, src: np.ndarray) -> tuple[np.ndarra
     cfg = sim.cfg
     c, u = sim.catalog, sim.users
     B, N = cand.shape
-    out_cand = np.zeros((B, N, sim.n_cand_features), np.float32)
-    out_user = np.zeros((B, sim.n_user_features), np.float32)
+    out_cand = np.empty((B, N, sim.n_cand_features), np.float32)
+    out_user = np.empty((B, sim.n_user_features), np.float32)
     _observe_kernel(
-        cand, src, sim.ranker_params, c.now_h, cfg.horizon_days,
-        c.emb, c.topic, c.comp_logit, c.impressions, c.engagements, c.sound_level, c.sound, c.upload_h,
-        c.creator, c.creator_followers, c.duration_s,
+        cand, src, sim.ranker_params, cfg.horizon_days,
+        c.emb, c.topic, c.comp_logit, c.item_static, c.creator,
         u.u_hat, u.p_hat, u.follows, u.engaged, u.engaged_ptr, u.hist_item, u.hist_ratio, u.hist_like, u.hist_skip, u.hist_ptr,
         u.region, u.language, u.device, u.signup, u.start_hour, u.clock_h, u.session_requests,
         u.session_time_s, u.session_videos, u.sessions, u.last_gap_h,

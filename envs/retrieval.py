@@ -8,7 +8,8 @@ Sources, in merge priority (each tagged on its candidates):
 - ``SRC_I2I``: co-engagement neighbours of the user's recently engaged videos.
 - ``SRC_TRENDING``: the user's region's trending list.
 - ``SRC_FRESH``: fresh uploads in their test stage (graduated exposure).
-- ``SRC_FOLLOWED``: the latest uploads of creators the user follows.
+- ``SRC_FOLLOWED``: the latest uploads of creators the user follows (followers are part
+  of a fresh video's first audience, so test-stage videos come through here too).
 - ``SRC_EXPLORE``: random videos from the whole catalog.
 - ``SRC_BACKFILL``: globally good videos that pad short lists.
 
@@ -62,7 +63,7 @@ def _retrieve_kernel(
     per = (B + n_chunks - 1) // n_chunks
     for chunk in nb.prange(n_chunks):
         probe = np.empty(n_probe, np.int64)
-        taken = np.zeros(G, np.bool_)
+        cscore = np.empty(G, np.float64)
         scores = np.empty(L, np.float32)
         used = np.zeros(L, np.bool_)
         for b in range(chunk * per, min(B, (chunk + 1) * per)):
@@ -77,22 +78,19 @@ def _retrieve_kernel(
             n = 0
             # 1. Embedding neighbours, two-level: clusters, then videos.
             for g in range(G):
-                taken[g] = False
+                acc = topic_weight * p_hat[b, cluster_topic[g]]
+                for j in range(d):
+                    acc += u_hat[b, j] * cluster_centroid[g, j]
+                s, u = uniform(s)
+                cscore[g] = acc + 0.02 * u  # breaks ties for users the platform knows nothing about
             for c in range(n_probe):
-                best = -1e30
                 bg = 0
+                best = -1e30
                 for g in range(G):
-                    if taken[g]:
-                        continue
-                    acc = topic_weight * p_hat[b, cluster_topic[g]]
-                    for j in range(d):
-                        acc += u_hat[b, j] * cluster_centroid[g, j]
-                    s, u = uniform(s)
-                    acc += 0.02 * u  # breaks ties for users the platform knows nothing about
-                    if acc > best:
-                        best = acc
+                    if cscore[g] > best:
+                        best = cscore[g]
                         bg = g
-                taken[bg] = True
+                cscore[bg] = -1e30
                 probe[c] = bg
             q = (quotas[SRC_EMBEDDING] + n_probe - 1) // n_probe
             for c in range(n_probe):
@@ -184,13 +182,17 @@ def _retrieve_kernel(
             for w in range(backfill.shape[0]):
                 if n >= N:
                     break
-                n = _add(b, backfill[w], SRC_BACKFILL, n, cand, cand_src, stamps, chunk, mark)
+                it = backfill[w]  # rows may have been replaced by uploads since the refresh
+                if stage[it] == STAGE_GRADUATED:
+                    n = _add(b, it, SRC_BACKFILL, n, cand, cand_src, stamps, chunk, mark)
             # Never fewer than a slate: shown-recently videos may come back as a last resort.
             if n < N:
                 for w in range(backfill.shape[0]):
                     if n >= N:
                         break
                     it = backfill[w]
+                    if stage[it] != STAGE_GRADUATED:
+                        continue
                     dup = False
                     for j in range(n):
                         if cand[b, j] == it:
