@@ -50,3 +50,20 @@ def normal(s: np.uint64) -> tuple[np.uint64, float]:
 def draw_seed(rng: np.random.Generator) -> np.uint64:
     """One kernel seed from the env's generator."""
     return np.uint64(rng.integers(0, 2**63 - 1, dtype=np.int64))
+
+
+_POW2 = np.ldexp(1.0, np.arange(-126, 128)).astype(np.float64)  # 2**k for k in [-126, 127]
+
+
+@nb.njit(inline="always", cache=True, fastmath=True)
+def fast_exp(x: float) -> float:
+    """exp(x) to ~1e-7 relative error: 2**floor(t) from a table times a degree-6 polynomial of 2**frac(t).
+
+    Scalar libm calls dominate the feature kernel otherwise; features are float32 anyway.
+    """
+    t = min(max(x, -87.0), 88.0) * 1.4426950408889634  # x * log2(e)
+    k = np.floor(t)
+    f = t - k
+    p = 1.0 + f * (0.6931471805599453 + f * (0.2402265069591007 + f * (0.05550410866482158 + f * (
+        0.009618129107628477 + f * (0.0013333558146428443 + f * 0.00015403530393381606)))))
+    return p * _POW2[np.int64(k) + 126]

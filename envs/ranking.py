@@ -18,6 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from envs._rng import fast_exp
 from envs.config import EnvConfig
 
 __all__ = [
@@ -87,14 +88,14 @@ _E_COMMENT = np.exp(5.6)  # comment head: sigmoid(-5.6 + 0.9 * base)
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _observe_kernel(
     cand, cand_src, rk, horizon_days,
-    emb, item_topic, comp_logit, item_static, item_creator,
+    table, col_static, col_comp, col_topic, col_creator,
     u_hat, p_hat, follows, engaged, engaged_ptr, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
     region, language, device, signup, start_hour, clock_h, session_requests, session_time_s,
     session_videos, sessions, last_gap_h,
     out_cand, out_user,
 ):
     B, N = cand.shape
-    d = emb.shape[1]
+    d = u_hat.shape[1]
     T = p_hat.shape[1]
     Fo = follows.shape[1]
     M = hist_item.shape[1]
@@ -126,7 +127,7 @@ def _observe_kernel(
             w = min(w, 1.5) + 0.05
             wsum += w
             for j in range(d):
-                hmean[j] += w * emb[it, j]
+                hmean[j] += w * table[it, j]
         hn = 0.0
         for j in range(d):
             hn += hmean[j] * hmean[j]
@@ -134,11 +135,15 @@ def _observe_kernel(
         if hn > 1e-6:
             for j in range(d):
                 hmean[j] /= hn
+        e_loc = np.empty(d, np.float32)
+        u_loc = np.empty(d, np.float32)
+        for j in range(d):
+            u_loc[j] = u_hat[b, j]
         n_eng = min(E, engaged_ptr[b])
         eng_emb = np.empty((E, d), np.float32)
         for r in range(n_eng):
             for j in range(d):
-                eng_emb[r, j] = emb[engaged[b, r], j]
+                eng_emb[r, j] = table[engaged[b, r], j]
         # ---- user features
         o = out_user[b]
         for j in range(o.shape[0]):
@@ -185,12 +190,15 @@ def _observe_kernel(
                 for j in range(row.shape[0]):
                     row[j] = 0.0
                 continue
+            item = table[it]  # the one gather: embedding, statistics, ids
+            for j in range(d):
+                e_loc[j] = item[j]  # contiguous copy: the dot products below vectorise
             est = 0.0
             sim = 0.0
             for j in range(d):
-                e = emb[it, j]
+                e = e_loc[j]
                 row[j] = e
-                est += u_hat[b, j] * e
+                est += u_loc[j] * e
                 sim += hmean[j] * e
             est *= inv
             # Attention over history: the closest recently engaged video.
@@ -198,9 +206,9 @@ def _observe_kernel(
             for r in range(n_eng):
                 acc = 0.0
                 for j in range(d):
-                    acc += eng_emb[r, j] * emb[it, j]
+                    acc += eng_emb[r, j] * e_loc[j]
                 rec = max(rec, acc)
-            cr = item_creator[it]
+            cr = np.int64(item[col_creator])
             fol = 0.0
             for f in range(Fo):
                 fc = follows[b, f]
@@ -209,18 +217,17 @@ def _observe_kernel(
                 if fc == cr:
                     fol = 1.0
                     break
-            tp = p_hat[b, item_topic[it]]
-            base = (rk[6] * est * conf + rk[7] * comp_logit[it] + rk[8] * tp + rk[12] * rec * rec
+            tp = p_hat[b, np.int64(item[col_topic])]
+            base = (rk[6] * est * conf + rk[7] * item[col_comp] + rk[8] * tp + rk[12] * rec * rec
                     + 0.5 * fol)
             # Two exponentials serve all five heads: sigmoid(c + 0.9 base) = 1 / (1 + e^-c t).
-            pc = 1.0 / (1.0 + np.exp(-base))
-            t = np.exp(-0.9 * base)
+            pc = 1.0 / (1.0 + fast_exp(-base))
+            t = fast_exp(-0.9 * base)
             pl = 1.0 / (1.0 + _E_LIKE * t)
             ps = 1.0 / (1.0 + _E_SHARE * t)
             pm = 1.0 / (1.0 + _E_COMMENT * t)
             pf = (1.0 - fol) / (1.0 + _E_SHARE * t)
-            st = item_static[it]
-            er = 0.15 + pc * (1.0 + st[7])
+            er = 0.15 + pc * (1.0 + item[col_static + 7])
             row[d] = pc
             row[d + 1] = pl
             row[d + 2] = ps
@@ -229,7 +236,7 @@ def _observe_kernel(
             row[d + 5] = er
             row[d + 6] = rk[0] * pc + rk[1] * er + rk[2] * pl + rk[3] * ps + rk[4] * pm + rk[5] * pf
             for j in range(7):
-                row[d + 7 + j] = st[j]
+                row[d + 7 + j] = item[col_static + j]
             row[d + 14] = fol
             row[d + 15] = sim
             row[d + 16] = rec
@@ -261,7 +268,7 @@ def build_observation(sim, cand: np.ndarray, src: np.ndarray) -> tuple[np.ndarra
     out_user = np.empty((B, sim.n_user_features), np.float32)
     _observe_kernel(
         cand, src, sim.ranker_params, cfg.horizon_days,
-        c.emb, c.topic, c.comp_logit, c.item_static, c.creator,
+        c.item_table, c.cfg.latent_dim, c.col_comp_logit, c.col_topic, c.col_creator,
         u.u_hat, u.p_hat, u.follows, u.engaged, u.engaged_ptr, u.hist_item, u.hist_ratio, u.hist_like, u.hist_skip, u.hist_ptr,
         u.region, u.language, u.device, u.signup, u.start_hour, u.clock_h, u.session_requests,
         u.session_time_s, u.session_videos, u.sessions, u.last_gap_h,

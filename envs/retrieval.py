@@ -14,7 +14,7 @@ Sources, in merge priority (each tagged on its candidates):
 - ``SRC_BACKFILL``: globally good videos that pad short lists.
 
 Candidates are de-duplicated and filtered against the user's recently shown videos with a
-per-thread stamp array (one int64 per catalog row), padded to N and masked. No step
+small per-user hash set (cache-resident at any catalog size), padded to N and masked. No step
 scores the whole catalog: 1M items cost the same per user as 10k.
 """
 
@@ -34,11 +34,26 @@ N_SOURCES = len(SOURCE_NAMES)
 
 
 @nb.njit(inline="always", cache=True)
-def _add(b, item, src, n, cand, cand_src, stamps, chunk, mark):
-    """Append `item` to user b's list unless already stamped; returns the new count."""
-    if stamps[chunk, item] == mark:
+def _insert(table, item):
+    """Insert `item` into an open-addressing set (-1 = empty); False if it was there already."""
+    mask = table.shape[0] - 1
+    h = (np.uint32(item) * np.uint32(2654435761)) >> np.uint32(8)  # Knuth's multiplicative hash
+    slot = np.int64(h) & mask
+    while True:
+        v = table[slot]
+        if v == item:
+            return False
+        if v < 0:
+            table[slot] = item
+            return True
+        slot = (slot + 1) & mask
+
+
+@nb.njit(inline="always", cache=True)
+def _add(b, item, src, n, cand, cand_src, seen_set):
+    """Append `item` to user b's list unless already in it or filtered; returns the new count."""
+    if not _insert(seen_set, item):
         return n
-    stamps[chunk, item] = mark
     cand[b, n] = item
     cand_src[b, n] = src
     return n + 1
@@ -46,11 +61,11 @@ def _add(b, item, src, n, cand, cand_src, stamps, chunk, mark):
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _retrieve_kernel(
-    seed, mark_base, quotas, n_probe, topic_weight,
+    seed, quotas, n_probe, topic_weight,
     u_hat, p_hat, region, engaged, engaged_ptr, follows, seen, active,
-    cluster_centroid, cluster_topic, cluster_top, emb, stage, item_creator, i2i,
+    cluster_centroid, cluster_topic, cluster_top, cluster_top_emb, stage, item_creator, i2i,
     trending, fresh_pool, creator_recent, backfill,
-    stamps, cand, cand_src, valid,
+    n_chunks, cand, cand_src, valid,
 ):
     B, N = cand.shape
     G, d = cluster_centroid.shape
@@ -58,31 +73,40 @@ def _retrieve_kernel(
     E = engaged.shape[1]
     Fo = follows.shape[1]
     S = seen.shape[1]
-    n_items = emb.shape[0]
-    n_chunks = stamps.shape[0]
+    n_items = stage.shape[0]
     per = (B + n_chunks - 1) // n_chunks
+    # A per-user hash set of the videos listed or filtered so far: a few KB, stays in L1.
+    set_size = 1
+    while set_size < 2 * (N + S):
+        set_size *= 2
     for chunk in nb.prange(n_chunks):
         probe = np.empty(n_probe, np.int64)
         cscore = np.empty(G, np.float64)
         scores = np.empty(L, np.float32)
-        used = np.zeros(L, np.bool_)
+        order = np.empty(L, np.int64)
+        seen_set = np.empty(set_size, np.int32)
+        u_loc = np.empty(d, np.float32)
         for b in range(chunk * per, min(B, (chunk + 1) * per)):
             if not active[b]:
                 continue
             s = seed_stream(seed, b)
-            mark = mark_base + b + 1
+            seen_set[:] = -1
             # Recently shown videos are filtered out.
             for j in range(S):
                 if seen[b, j] >= 0:
-                    stamps[chunk, seen[b, j]] = mark
+                    _insert(seen_set, seen[b, j])
             n = 0
             # 1. Embedding neighbours, two-level: clusters, then videos.
+            for j in range(d):
+                u_loc[j] = u_hat[b, j]
+            salt = np.uint32(seed_stream(seed, b) >> np.uint64(32))
             for g in range(G):
                 acc = topic_weight * p_hat[b, cluster_topic[g]]
                 for j in range(d):
-                    acc += u_hat[b, j] * cluster_centroid[g, j]
-                s, u = uniform(s)
-                cscore[g] = acc + 0.02 * u  # breaks ties for users the platform knows nothing about
+                    acc += u_loc[j] * cluster_centroid[g, j]
+                # Hash noise breaks ties for users the platform knows nothing about.
+                h = (np.uint32(g) * np.uint32(2654435761)) ^ salt
+                cscore[g] = acc + 0.02 * (np.float64(h & np.uint32(0xFFFF)) / 65536.0)
             for c in range(n_probe):
                 bg = 0
                 best = -1e30
@@ -97,28 +121,31 @@ def _retrieve_kernel(
                 g = probe[c]
                 W = min(L, 2 * q)
                 for w in range(W):
-                    it = cluster_top[g, w]
-                    used[w] = it < 0
-                    if it >= 0:
-                        acc = 0.0
-                        for j in range(d):
-                            acc += u_hat[b, j] * emb[it, j]
-                        scores[w] = acc
-                for r in range(q):
-                    if n >= quotas[SRC_EMBEDDING]:
+                    acc = 0.0
+                    for j in range(d):
+                        acc += u_loc[j] * cluster_top_emb[g, w, j]
+                    scores[w] = acc
+                # Insertion sort of the W scores, best first (W is small: no library sort).
+                for w in range(W):
+                    order[w] = w
+                for w in range(1, W):
+                    key = scores[w]
+                    kw = order[w]
+                    v = w - 1
+                    while v >= 0 and scores[v] < key:
+                        scores[v + 1] = scores[v]
+                        order[v + 1] = order[v]
+                        v -= 1
+                    scores[v + 1] = key
+                    order[v + 1] = kw
+                taken_c = 0
+                for w in range(W):
+                    if taken_c >= q or n >= quotas[SRC_EMBEDDING]:
                         break
-                    bw = -1
-                    bs = -1e30
-                    for w in range(W):
-                        if not used[w] and scores[w] > bs:
-                            bs = scores[w]
-                            bw = w
-                    if bw < 0:
-                        break
-                    used[bw] = True
-                    it = cluster_top[g, bw]
-                    if stage[it] == STAGE_GRADUATED:
-                        n = _add(b, it, SRC_EMBEDDING, n, cand, cand_src, stamps, chunk, mark)
+                    it = cluster_top[g, order[w]]
+                    if it >= 0 and stage[it] == STAGE_GRADUATED:
+                        n = _add(b, it, SRC_EMBEDDING, n, cand, cand_src, seen_set)
+                        taken_c += 1
             # 2. Co-engagement neighbours of recently engaged videos (newest first).
             lim = n + quotas[SRC_I2I]
             for e in range(min(E, engaged_ptr[b])):
@@ -128,7 +155,7 @@ def _retrieve_kernel(
                         break
                     it = i2i[src_item, k]
                     if stage[it] == STAGE_GRADUATED:
-                        n = _add(b, it, SRC_I2I, n, cand, cand_src, stamps, chunk, mark)
+                        n = _add(b, it, SRC_I2I, n, cand, cand_src, seen_set)
             # 3. Trending in the user's region.
             lim = n + quotas[SRC_TRENDING]
             Lt = trending.shape[1]
@@ -138,7 +165,7 @@ def _retrieve_kernel(
                 s, u = uniform(s)
                 it = trending[region[b], int(u * Lt)]
                 if it >= 0 and stage[it] == STAGE_GRADUATED:
-                    n = _add(b, it, SRC_TRENDING, n, cand, cand_src, stamps, chunk, mark)
+                    n = _add(b, it, SRC_TRENDING, n, cand, cand_src, seen_set)
             # 4. Fresh uploads in their test stage.
             lim = n + quotas[SRC_FRESH]
             P = fresh_pool.shape[0]
@@ -148,7 +175,7 @@ def _retrieve_kernel(
                 s, u = uniform(s)
                 it = fresh_pool[int(u * P)]
                 if it >= 0 and stage[it] == STAGE_TEST:
-                    n = _add(b, it, SRC_FRESH, n, cand, cand_src, stamps, chunk, mark)
+                    n = _add(b, it, SRC_FRESH, n, cand, cand_src, seen_set)
             # 5. Followed creators' latest uploads (newest follows first).
             lim = n + quotas[SRC_FOLLOWED]
             for f in range(Fo):
@@ -160,7 +187,7 @@ def _retrieve_kernel(
                         break
                     it = creator_recent[cr, k]
                     if it >= 0 and item_creator[it] == cr and stage[it] != STAGE_SUPPRESSED:
-                        n = _add(b, it, SRC_FOLLOWED, n, cand, cand_src, stamps, chunk, mark)
+                        n = _add(b, it, SRC_FOLLOWED, n, cand, cand_src, seen_set)
             # 6. Exploration: anywhere in the catalog.
             lim = n + quotas[SRC_EXPLORE]
             for t in range(3 * quotas[SRC_EXPLORE]):
@@ -169,7 +196,7 @@ def _retrieve_kernel(
                 s, u = uniform(s)
                 it = int(u * n_items)
                 if stage[it] == STAGE_GRADUATED:
-                    n = _add(b, it, SRC_EXPLORE, n, cand, cand_src, stamps, chunk, mark)
+                    n = _add(b, it, SRC_EXPLORE, n, cand, cand_src, seen_set)
             # 7. Backfill up to N: deeper into the probed clusters, then the global list.
             for c in range(n_probe):
                 g = probe[c]
@@ -178,13 +205,13 @@ def _retrieve_kernel(
                         break
                     it = cluster_top[g, w]
                     if it >= 0 and stage[it] == STAGE_GRADUATED:
-                        n = _add(b, it, SRC_EMBEDDING, n, cand, cand_src, stamps, chunk, mark)
+                        n = _add(b, it, SRC_EMBEDDING, n, cand, cand_src, seen_set)
             for w in range(backfill.shape[0]):
                 if n >= N:
                     break
                 it = backfill[w]  # rows may have been replaced by uploads since the refresh
                 if stage[it] == STAGE_GRADUATED:
-                    n = _add(b, it, SRC_BACKFILL, n, cand, cand_src, stamps, chunk, mark)
+                    n = _add(b, it, SRC_BACKFILL, n, cand, cand_src, seen_set)
             # Never fewer than a slate: shown-recently videos may come back as a last resort.
             if n < N:
                 for w in range(backfill.shape[0]):
@@ -223,9 +250,7 @@ class Retriever:
         self.n_probe = min(cfg.n_probe_clusters, sim.cfg.catalog.n_niches)
         self.topic_weight = np.float32(sim.cfg.ranker.topic_weight)
         self.n_candidates = N
-        n_chunks = max(1, nb.config.NUMBA_NUM_THREADS)
-        self._stamps = np.full((n_chunks, sim.cfg.catalog.n_items), -1, np.int64)
-        self._calls = 0
+        self.n_chunks = max(1, nb.config.NUMBA_NUM_THREADS)
         self._sim = sim
 
     def retrieve(self, active: np.ndarray, seed: np.uint64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -241,13 +266,11 @@ class Retriever:
         cand = np.full((B, N), -1, np.int32)
         src = np.full((B, N), SRC_BACKFILL, np.int8)
         valid = np.zeros((B, N), np.bool_)
-        mark_base = np.int64(self._calls) * np.int64(B + 1)
-        self._calls += 1
         _retrieve_kernel(
-            seed, mark_base, self.quotas, self.n_probe, self.topic_weight,
+            seed, self.quotas, self.n_probe, self.topic_weight,
             u.u_hat, u.p_hat, u.region, u.engaged, u.engaged_ptr, u.follows, u.seen, active,
-            c.cluster_centroid, c.niche_topic, c.cluster_top, c.emb, c.stage, c.creator, c.i2i,
+            c.cluster_centroid, c.niche_topic, c.cluster_top, c.cluster_top_emb, c.stage, c.creator, c.i2i,
             c.trending, c.fresh_pool, c.creator_recent, c.backfill,
-            self._stamps, cand, src, valid,
+            self.n_chunks, cand, src, valid,
         )
         return cand, src, valid
