@@ -103,8 +103,9 @@ class ExplorePolicy:
     """Greedy with exploration slots, as production feeds run it.
 
     On average ``share * K`` slots per slate (drawn per request) go to candidates outside
-    the user's estimated interests (estimated affinity below the row's median valid
-    candidate), sampled among those by value score (Gumbel-top-k at temperature
+    the user's estimated interests (a topic the platform's estimate has no preference for,
+    and estimated affinity below the row's median valid candidate; if a row has none, the
+    low-affinity half), sampled among those by value score (Gumbel-top-k at temperature
     ``temperature``, so good videos are likelier but every one can be tried); the other
     slots are greedy by value score.
     Exploration picks take random positions in the slate.
@@ -121,8 +122,10 @@ class ExplorePolicy:
         self.share = share
         self.value_col = cfg.catalog.latent_dim + CAND_VALUE
         self.aff_col = cand_index(cfg, "estimated_affinity")
+        self.topic_col = cand_index(cfg, "topic_preference")
         self.rng = np.random.default_rng(seed)
         self.temperature = temperature
+        self.topic_threshold = 0.05
 
     def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         cand, mask = obs["candidates"], obs["mask"] != 0
@@ -130,7 +133,9 @@ class ExplorePolicy:
         K = self.k
         aff = cand[..., self.aff_col]
         med = np.median(np.where(mask, aff, np.nan), axis=1, keepdims=True) if mask.any() else 0.0
-        outside = mask & (aff < np.nan_to_num(med, nan=0.0))
+        low_aff = mask & (aff < np.nan_to_num(med, nan=0.0))
+        outside = low_aff & (cand[..., self.topic_col] < self.topic_threshold)
+        outside = np.where(outside.any(axis=1, keepdims=True), outside, low_aff)
         # How many exploration slots each request gets (share * K on average).
         n_exp = np.floor(self.share * K + self.rng.random(B)).astype(np.int64)
         n_exp = np.minimum(n_exp, outside.sum(axis=1))
