@@ -45,6 +45,20 @@ def top_k(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
+def masked_median(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(B, 1) median of each row's valid entries (0 for a row without any).
+
+    Args:
+        x: (B, N) values.
+        mask: (B, N) bool.
+    """
+    n = mask.sum(axis=1)
+    s = np.sort(np.where(mask, x, np.inf), axis=1)  # valid entries first, in order
+    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[:, None], axis=1)
+    hi = np.take_along_axis(s, np.maximum(n // 2, 0)[:, None], axis=1)
+    return np.where(n[:, None] > 0, 0.5 * (lo + hi), 0.0)
+
+
 class GreedyPolicy:
     """Greedy by the ranker's value score: the production default without re-ranking."""
 
@@ -132,8 +146,7 @@ class ExplorePolicy:
         B, N, _ = cand.shape
         K = self.k
         aff = cand[..., self.aff_col]
-        med = np.median(np.where(mask, aff, np.nan), axis=1, keepdims=True) if mask.any() else 0.0
-        low_aff = mask & (aff < np.nan_to_num(med, nan=0.0))
+        low_aff = mask & (aff < masked_median(aff, mask))
         outside = low_aff & (cand[..., self.topic_col] < self.topic_threshold)
         outside = np.where(outside.any(axis=1, keepdims=True), outside, low_aff)
         # How many exploration slots each request gets (share * K on average).

@@ -123,3 +123,81 @@ def test_slates_are_k_distinct_valid_positions(cfg: EnvConfig, policy: str, seed
 def test_mmr_rejects_lambda_outside_unit_interval(cfg: EnvConfig, lam: float) -> None:
     with pytest.raises(ValueError, match="lambda"):
         MMRPolicy(cfg, lam=lam)
+
+
+# ---------------------------------------------------------------------------- explore
+def explore_batch(cfg: EnvConfig, rng: np.random.Generator, B: int = 64):
+    """Random valid batch with value, estimated affinity and topic preference filled in."""
+    from envs.ranking import cand_index
+
+    values = rng.random((B, N))
+    mask = np.ones((B, N), np.int8)
+    mask[:, -1] = rng.random(B) < 0.5
+    obs = make_batch(cfg, values, mask)
+    obs["candidates"][..., cand_index(cfg, "estimated_affinity")] = rng.normal(size=(B, N))
+    obs["candidates"][..., cand_index(cfg, "topic_preference")] = np.where(rng.random((B, N)) < 0.5, 0.0, 0.5)
+    return obs
+
+
+def test_explore_with_zero_share_is_greedy(cfg):
+    from rl_fyp.baselines import ExplorePolicy
+
+    obs = explore_batch(cfg, np.random.default_rng(0))
+    np.testing.assert_array_equal(ExplorePolicy(cfg, share=0.0)(obs), GreedyPolicy(cfg)(obs))
+
+
+def test_explore_slots_come_from_outside_the_estimated_interests(cfg):
+    from envs.ranking import cand_index
+    from rl_fyp.baselines import ExplorePolicy
+
+    rng = np.random.default_rng(1)
+    obs = explore_batch(cfg, rng, B=400)
+    cand, mask = obs["candidates"], obs["mask"] != 0
+    aff_col, topic_col = cand_index(cfg, "estimated_affinity"), cand_index(cfg, "topic_preference")
+    med = np.nanmedian(np.where(mask, cand[..., aff_col], np.nan), axis=1, keepdims=True)
+    outside = mask & (cand[..., aff_col] < med) & (cand[..., topic_col] < 0.05)
+    # Outside candidates are worth less than any inside one: greedy never picks them, so
+    # every outside pick of the explore policy is an exploration pick.
+    cand[..., D + CAND_VALUE] = np.where(outside, -1.0, 1.0) * cand[..., D + CAND_VALUE] + np.where(outside, 0, 2)
+    keep = outside.sum(axis=1) >= 1  # rows without any fall back to the low-affinity half
+    assert keep.mean() > 0.8
+    obs = {k: v[keep] for k, v in obs.items()}
+    mask, outside = mask[keep], outside[keep]
+    pol = ExplorePolicy(cfg, share=1.0 / K, seed=3)  # exactly one exploration slot per slate
+    slates = pol(obs)
+    greedy = GreedyPolicy(cfg)(obs)
+    rows = np.arange(len(slates))[:, None]
+    assert all(len(set(s)) == K for s in slates)
+    assert np.all(mask[rows, slates])
+    picked_outside = outside[rows, slates]
+    np.testing.assert_array_equal(picked_outside.sum(axis=1), 1)
+    # The other slots are greedy's top K - 1 in greedy's order.
+    for s, g, e in zip(slates, greedy, picked_outside):
+        assert [p for p, x in zip(s, e) if not x] == list(g[: K - 1])
+    # Exploration takes every slot position, not only the last.
+    assert len(set(np.argmax(picked_outside, axis=1))) == K
+
+
+def test_explore_is_deterministic_for_a_seed_and_rejects_bad_share(cfg):
+    from rl_fyp.baselines import ExplorePolicy
+
+    obs = explore_batch(cfg, np.random.default_rng(2))
+    a = ExplorePolicy(cfg, share=0.3, seed=5)(obs)
+    b = ExplorePolicy(cfg, share=0.3, seed=5)(obs)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="share"):
+        ExplorePolicy(cfg, share=1.5)
+
+
+def test_masked_median_matches_numpy_on_valid_entries():
+    from rl_fyp.baselines import masked_median
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 9))
+    mask = rng.random((50, 9)) < 0.7
+    mask[0] = False
+    got = masked_median(x, mask)[:, 0]
+    assert got[0] == 0.0
+    for b in range(1, 50):
+        if mask[b].any():
+            assert got[b] == pytest.approx(np.median(x[b][mask[b]]))
