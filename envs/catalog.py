@@ -45,6 +45,15 @@ def _noise(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np
     return rng.standard_normal(shape) * (scale / np.sqrt(shape[-1]))
 
 
+def _rank_within(keys: np.ndarray) -> np.ndarray:
+    """For each entry, how many earlier entries share its key (0, 1, ...), in input order."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    rank = np.empty(len(keys), np.int64)
+    rank[order] = np.arange(len(keys)) - np.searchsorted(sorted_keys, sorted_keys, side="left")
+    return rank
+
+
 def population_completion(quality: np.ndarray, duration_s: np.ndarray) -> np.ndarray:
     """Completion probability of a video over the whole user population (background traffic).
 
@@ -263,13 +272,22 @@ class Catalog:
         Returns:
             (m,) rows of the new videos.
         """
-        rows = np.empty(len(niches), np.int64)
-        for j, g in enumerate(niches):  # a handful per step; pointers must advance in order
-            r = self.niche_ptr[g]
-            rows[j] = r
-            nxt = r + 1
-            self.niche_ptr[g] = nxt if nxt < self.niche_start[g + 1] else self.niche_start[g]
-        self._fill(rows, niches.astype(np.int64), rng)
+        niches = np.asarray(niches, np.int64)
+        m = len(niches)
+        # Successive uploads into one niche take successive slots of its block.
+        start = self.niche_start[niches]
+        size = self.niche_start[niches + 1] - start
+        rows = start + (self.niche_ptr[niches] - start + _rank_within(niches)) % size
+        counts = np.bincount(niches, minlength=self.cfg.n_niches)
+        lo, width = self.niche_start[:-1], np.diff(self.niche_start)
+        self.niche_ptr[:] = lo + (self.niche_ptr - lo + counts) % width
+        # The fresh pool is a ring: a video still untested when it falls out is suppressed.
+        P = len(self.fresh_pool)
+        slots = (self.fresh_ptr + np.arange(m)) % P
+        old = self.fresh_pool[slots]
+        old = old[(old >= 0) & ~np.isin(old, rows)]
+        self.stage[old[self.stage[old] == STAGE_TEST]] = STAGE_SUPPRESSED
+        self._fill(rows, niches, rng)
         self.upload_h[rows] = self.now_h
         self.stage[rows] = STAGE_TEST
         self.impressions[rows] = 0.0
@@ -277,18 +295,15 @@ class Catalog:
         self.engagements[rows] = 0.0
         self._update_comp_logit(rows)
         self._update_static(rows)
+        self.fresh_pool[slots] = rows
+        self.fresh_ptr += m
+        # Each creator's ring of latest uploads.
+        creators = self.creator[rows]
         Lc = self.cfg.creator_recent_len
-        P = len(self.fresh_pool)
-        for r in rows:
-            c = self.creator[r]
-            self.creator_recent[c, self.creator_recent_ptr[c] % Lc] = r
-            self.creator_recent_ptr[c] += 1
-            old = self.fresh_pool[self.fresh_ptr % P]
-            if old >= 0 and self.stage[old] == STAGE_TEST:
-                self.stage[old] = STAGE_SUPPRESSED  # aged out of the pool untested
-            self.fresh_pool[self.fresh_ptr % P] = r
-            self.fresh_ptr += 1
-        return rows
+        pos = (self.creator_recent_ptr[creators] + _rank_within(creators)) % Lc
+        self.creator_recent[creators, pos] = rows
+        np.add.at(self.creator_recent_ptr, creators, 1)
+        return rows.astype(np.int64)
 
     def _test_stage_traffic(self, dt_h: float, rng: np.random.Generator) -> None:
         pool = self.fresh_pool[self.fresh_pool >= 0]
