@@ -295,7 +295,9 @@ class Catalog:
         self.engagements[rows] = 0.0
         self._update_comp_logit(rows)
         self._update_static(rows)
-        self.fresh_pool[slots] = rows
+        if m > P:  # more uploads than pool slots: the first ones fall out at once, untested
+            self.stage[rows[: m - P]] = STAGE_SUPPRESSED
+        self.fresh_pool[slots[-P:]] = rows[-P:]
         self.fresh_ptr += m
         # Each creator's ring of latest uploads.
         creators = self.creator[rows]
