@@ -59,6 +59,21 @@ def _add(b, item, src, n, cand, cand_src, seen_set):
     return n + 1
 
 
+@nb.njit(inline="always", cache=True)
+def _sample_list(pool, want_stage, quota, src, b, n, s, stage, cand, cand_src, seen_set):
+    """Add up to `quota` random entries of `pool` whose stage is `want_stage` (3 * quota tries)."""
+    lim = n + quota
+    P = pool.shape[0]
+    for _ in range(3 * quota):
+        if n >= lim:
+            break
+        s, u = uniform(s)
+        it = pool[int(u * P)]
+        if it >= 0 and stage[it] == want_stage:
+            n = _add(b, it, src, n, cand, cand_src, seen_set)
+    return n, s
+
+
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _retrieve_kernel(
     seed, quotas, n_probe, topic_weight,
@@ -157,25 +172,11 @@ def _retrieve_kernel(
                     if stage[it] == STAGE_GRADUATED:
                         n = _add(b, it, SRC_I2I, n, cand, cand_src, seen_set)
             # 3. Trending in the user's region.
-            lim = n + quotas[SRC_TRENDING]
-            Lt = trending.shape[1]
-            for t in range(3 * quotas[SRC_TRENDING]):
-                if n >= lim:
-                    break
-                s, u = uniform(s)
-                it = trending[region[b], int(u * Lt)]
-                if it >= 0 and stage[it] == STAGE_GRADUATED:
-                    n = _add(b, it, SRC_TRENDING, n, cand, cand_src, seen_set)
+            n, s = _sample_list(trending[region[b]], STAGE_GRADUATED, quotas[SRC_TRENDING], SRC_TRENDING,
+                                b, n, s, stage, cand, cand_src, seen_set)
             # 4. Fresh uploads in their test stage.
-            lim = n + quotas[SRC_FRESH]
-            P = fresh_pool.shape[0]
-            for t in range(3 * quotas[SRC_FRESH]):
-                if n >= lim:
-                    break
-                s, u = uniform(s)
-                it = fresh_pool[int(u * P)]
-                if it >= 0 and stage[it] == STAGE_TEST:
-                    n = _add(b, it, SRC_FRESH, n, cand, cand_src, seen_set)
+            n, s = _sample_list(fresh_pool, STAGE_TEST, quotas[SRC_FRESH], SRC_FRESH,
+                                b, n, s, stage, cand, cand_src, seen_set)
             # 5. Followed creators' latest uploads (newest follows first).
             lim = n + quotas[SRC_FOLLOWED]
             for f in range(Fo):
