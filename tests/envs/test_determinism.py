@@ -162,3 +162,30 @@ def test_run_cohort_same_seed_same_metrics(small_overrides, assert_same):
 
     c = run_cohort(cfg, policy, n_users=12, seed=10)
     assert not np.array_equal(a.per_user["watch_time_s"], c.per_user["watch_time_s"])
+
+
+_THREADS_SCRIPT = """
+import hashlib, numpy as np
+from envs.cohort import run_cohort
+from envs.feed_env import make_env_config
+from rl_fyp.baselines import GreedyPolicy
+cfg = make_env_config(None, {overrides!r})
+r = run_cohort(cfg, GreedyPolicy(cfg), 100, seed=3)
+print(r.steps, hashlib.sha256(b"".join(np.ascontiguousarray(r.per_user[k]).tobytes() for k in sorted(r.per_user))).hexdigest())
+"""
+
+
+def test_trajectories_do_not_depend_on_the_thread_count(small_overrides):
+    # Parallel kernels draw from per-user random streams, so 1 and 2 threads agree exactly.
+    import os
+    import subprocess
+    import sys
+
+    script = _THREADS_SCRIPT.format(overrides=dict(small_overrides))
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, OPENBLAS_NUM_THREADS="1")
+        res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        outs.append(res.stdout.strip())
+    assert outs[0] == outs[1]
