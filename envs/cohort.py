@@ -3,12 +3,13 @@
 Every user of the cohort gets one slot for their whole episode (no autoreset), so the
 same seed gives the same cohort, world and trajectories under any policy up to the point
 where the policies' slates differ. The metrics are the evaluation objective, computed from
-realised behaviour, never from the reward:
+realised behaviour by :class:`reward.metrics.CohortMetrics`, never from the reward:
 
 - ``days_active``: distinct local days with at least one session;
 - ``next_day_return``: share of active days (before the last day) followed by an active day;
 - ``sessions``, ``watch_time_s``, ``videos``, engagement counts per user;
-- ``churned``; ``engagement_per_request``: realised engagement value per feed request.
+- ``churned``; ``engagement_per_request``: realised engagement value per feed request
+  (fixed weights, whatever reward a policy was trained on).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import numpy as np
 from envs.config import EnvConfig
 from envs.core import FeedSimulator
 from envs.feed_env import validate_slates
-from reward.config import RewardConfig
-from reward.engagement import engagement_terms
+from reward.metrics import CohortMetrics
 
 __all__ = ["CohortResult", "run_cohort"]
 
@@ -51,7 +51,6 @@ def run_cohort(
     n_users: int,
     seed: int,
     *,
-    reward_config: RewardConfig | None = None,
     similarity_every: int = 0,
     similarity_until: int = 0,
     policy_needs_sim: bool = False,
@@ -65,7 +64,6 @@ def run_cohort(
             ``policy(obs, sim)`` when `policy_needs_sim` (oracles read hidden state).
         n_users: cohort size (all users run in parallel, one slot each).
         seed: seeds the world and the cohort.
-        reward_config: weights of the realised engagement value per request.
         similarity_every: if > 0, record the estimate-truth cosine every this many videos.
         similarity_until: last video count to record the cosine at.
         max_steps: safety bound on the number of batched steps.
@@ -76,80 +74,32 @@ def run_cohort(
     sim.spawn(everyone)
     obs = sim.observe()
     attributes = _attributes(sim)
-    rcfg = reward_config or RewardConfig()
-    n_days = int(np.ceil(cfg.horizon_days)) + 2
-    active_day = np.zeros((n_users, n_days), np.bool_)
-    active_day[:, 0] = True  # the first session opens day 0
-    acc = {k: np.zeros(n_users, np.float64) for k in (
-        "watch_time_s", "videos", "watch_ratio_sum", "completions", "fast_skips", "likes", "shares",
-        "comments", "follows", "not_interested", "requests", "engagement",
-    )}
-    churned = np.zeros(n_users, np.bool_)
+    metrics = CohortMetrics(n_users, cfg.horizon_days, sim.users.start_hour)
     alive = everyone.copy()
     n_checks = similarity_until // similarity_every + 1 if similarity_every > 0 else 0
     sims = np.full((n_checks, n_users), np.nan)
     if n_checks:
         sims[0] = sim.estimate_similarity()
-    rows = np.arange(n_users)
     steps = 0
     while alive.any() and steps < max_steps:
         slates = policy(obs.as_dict(), sim) if policy_needs_sim else policy(obs.as_dict())
         slates = validate_slates(slates, obs.mask, cfg.slate_size, rows=alive)
         slates = np.where(alive[:, None], slates, np.arange(cfg.slate_size)[None, :])
-        videos_before = acc["videos"].copy()
+        videos_before = metrics.videos.copy()
         out = sim.step(slates, alive)
-        fb = out.feedback
         steps += 1
-        n_seen = fb.seen.sum(axis=1)
-        acc["requests"] += alive
-        acc["videos"] += n_seen
-        acc["watch_time_s"] += fb.watch_time_s.sum(axis=1)
-        acc["watch_ratio_sum"] += fb.watch_ratio.sum(axis=1)
-        for name, sig in (("completions", fb.completed), ("fast_skips", fb.fast_skip), ("likes", fb.like),
-                          ("shares", fb.share), ("comments", fb.comment), ("follows", fb.follow),
-                          ("not_interested", fb.not_interested)):
-            acc[name] += sig.sum(axis=1)
-        acc["engagement"] += sum(engagement_terms(fb, rcfg).values())
-        # A new session after a session end: mark its local day.
-        back = fb.session_ended & ~fb.churned & alive
-        if back.any():
-            u = sim.users
-            day = np.floor((u.start_hour + u.clock_h) / 24.0).astype(np.int64)
-            inside = back & (u.clock_h < cfg.horizon_h)
-            active_day[rows[inside], np.minimum(day[inside], n_days - 1)] = True
+        # The float64 clock places day boundaries exactly (the feedback carries a float32 copy).
+        metrics.update(out.feedback, alive, clock_h=sim.users.clock_h)
         if n_checks:
-            total = acc["videos"]
+            total = metrics.videos
             for c in range(1, n_checks):
                 mark = c * similarity_every
                 hit = (videos_before < mark) & (total >= mark) & alive
                 if hit.any():
                     sims[c, hit] = sim.estimate_similarity()[hit]
-        churned |= out.terminated
         alive &= ~(out.terminated | out.truncated)
         obs = sim.observe(alive)
-    horizon_days = int(np.ceil(cfg.horizon_days))
-    days = active_day[:, :horizon_days]
-    both = (days[:, :-1] & days[:, 1:]).sum(axis=1)
-    base = days[:, :-1].sum(axis=1)
-    videos = np.maximum(acc["videos"], 1)
-    per_user = {
-        "days_active": days.sum(axis=1).astype(np.float64),
-        "next_day_return": np.where(base > 0, both / np.maximum(base, 1), 0.0),
-        "sessions": sim.users.sessions.astype(np.float64),
-        "watch_time_s": acc["watch_time_s"],
-        "videos": acc["videos"],
-        "requests": acc["requests"],
-        "mean_watch_ratio": acc["watch_ratio_sum"] / videos,
-        "completion_rate": acc["completions"] / videos,
-        "fast_skip_rate": acc["fast_skips"] / videos,
-        "likes": acc["likes"],
-        "shares": acc["shares"],
-        "comments": acc["comments"],
-        "follows": acc["follows"],
-        "not_interested_rate": acc["not_interested"] / videos,
-        "churned": churned.astype(np.float64),
-        "engagement_per_request": acc["engagement"] / np.maximum(acc["requests"], 1),
-    }
+    per_user = metrics.finalize()
     return CohortResult(per_user=per_user, steps=steps, attributes=attributes, est_similarity=sims)
 
 

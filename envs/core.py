@@ -119,6 +119,10 @@ class FeedSimulator:
         out = respond(self, items, active, draw_seed(self.rng))
         seen = out["seen"]
         flags = out["flags"]
+        # What the platform observes of the shown videos, read before uploads replace rows.
+        rows = np.maximum(items, 0)
+        emb = np.where(seen[..., None], cat.emb[rows], np.float32(0.0))
+        followers = np.where(seen, cat.creator_followers[cat.creator[rows]], np.float32(0.0))
         # The platform logs what it showed: impressions, completions, engagement.
         engaged = flags[..., F_LIKE] | flags[..., F_SHARE] | flags[..., F_COMMENT] | flags[..., F_FOLLOW]
         cat.record(items, seen, flags[..., F_COMPLETED], engaged)
@@ -145,6 +149,8 @@ class FeedSimulator:
             session_videos=np.where(active, videos_before + n_seen, 0).astype(np.int32),
             session_time_s=np.where(active, time_before + out["watch_time_s"].sum(axis=1), 0.0).astype(np.float32),
             hours_since_start=np.where(active, u.clock_h, 0.0).astype(np.float32),
+            emb=emb.astype(np.float32, copy=False),
+            creator_followers=followers.astype(np.float32, copy=False),
         )
         # Churn ends the MDP (terminated); reaching the horizon only cuts it off
         # (truncated: the user would have gone on, so bootstrapping stays valid).

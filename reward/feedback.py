@@ -2,7 +2,8 @@
 
 This is the only simulator type ``reward/`` knows. Arrays are batched over the B users
 of a step; per-video arrays have shape (B, K) in feed (slate) order. A video after the
-leave point is unseen: ``seen`` is False there and every response is zero.
+leave point is unseen: ``seen`` is False there and every response is zero, as are the
+observable attributes of the video (``emb``, ``creator_followers``).
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ class Feedback(NamedTuple):
         return_gap_h: (B,) float32, hours to the next session; 0 where the session goes on,
             and where the user churned.
         churned: (B,) bool, the user left the platform for good (terminal).
-        new_day_active: (B,) bool, this step's session opened a day not active before
-            (paid once per day, at the step that starts the day's first session... counted
-            at the first request of the day).
+        new_day_active: (B,) bool, the session ended at this step and the user's next
+            session (after the return gap, within the horizon) opens a local day they were
+            not active on yet; set at the session-end step, at most once per day.
         session_videos: (B,) int32, videos seen in the session so far, this step included.
         session_time_s: (B,) float32, seconds spent in the session so far, this step included.
         hours_since_start: (B,) float32, the user's clock (hours since first visit) after the step.
+        emb: (B, K, d) float32, the platform's content embedding of each video (what the
+            platform observes of its content, not the hidden true vector); zero where unseen.
+        creator_followers: (B, K) float32, follower count of each video's creator; zero
+            where unseen.
     """
 
     seen: np.ndarray
@@ -68,6 +73,8 @@ class Feedback(NamedTuple):
     session_videos: np.ndarray
     session_time_s: np.ndarray
     hours_since_start: np.ndarray
+    emb: np.ndarray
+    creator_followers: np.ndarray
 
     @property
     def batch_size(self) -> int:

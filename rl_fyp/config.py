@@ -93,7 +93,7 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     """The feed simulator: catalog, users, response, retrieval, ranker, observation."""
     reward: RewardConfig = field(default_factory=RewardConfig)
-    """Reward weights."""
+    """The reward: term weights, retention time scale, shaping, optional terms (defaults: the retention preset)."""
     seed: int = param(0, ge=0, le=2**63 - 1)
     """Seeds the world, the cohort and the bootstrap."""
     simulate: SimulateConfig = field(default_factory=SimulateConfig)

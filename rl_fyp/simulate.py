@@ -250,7 +250,8 @@ def simulate(
     for name in s.policies:
         policy = make_policy(name, cfg)
         t0 = time.perf_counter()
-        cohort = run_cohort(cfg.env, policy, s.n_users, cfg.seed, reward_config=cfg.reward)
+        # The metrics are the evaluation objective, independent of cfg.reward.
+        cohort = run_cohort(cfg.env, policy, s.n_users, cfg.seed)
         secs = time.perf_counter() - t0
         timings[name] = (cohort.steps, secs)
         log(f"  {name}: {cohort.steps} steps, {secs:.1f} s")

@@ -15,9 +15,10 @@ from gymnasium.wrappers.vector import DictInfoToList
 import envs
 from envs.feed_env import INFO_FEEDBACK, INFO_METRICS, INFO_REWARD_TERMS
 from envs.ranking import candidate_feature_names, user_feature_names
-from reward.config import RewardConfig
+from reward.config import EngagementWeights, RewardConfig
 from reward.engagement import engagement_terms
 from reward.feedback import Feedback
+from reward.terms import ENGAGEMENT_TERMS
 
 INFO_KEYS = {INFO_FEEDBACK, INFO_METRICS, INFO_REWARD_TERMS}
 
@@ -281,7 +282,7 @@ def test_single_env_reward_is_sum_of_terms(small_overrides, greedy_slates):
     for _ in range(40):
         obs, reward, terminated, truncated, info = env.step(greedy_slates(obs, d, K))
         terms = info[INFO_REWARD_TERMS]
-        assert set(terms) == {"watch_ratio", "like", "share", "comment", "follow", "not_interested"}
+        assert set(terms) == set(ENGAGEMENT_TERMS)
         assert np.allclose(sum(terms.values()), reward, atol=1e-5)
         # The default reward is the engagement value of the feedback.
         fb = Feedback(*(np.asarray(info[INFO_FEEDBACK][k])[None] for k in Feedback._fields))
@@ -310,7 +311,8 @@ def test_vector_env_reward_is_sum_of_terms(small_overrides, random_slates):
 
 
 def test_reward_config_scales_the_default_terms(small_overrides, greedy_slates):
-    cfg2 = RewardConfig(w_watch_ratio=2.0, w_like=0.0, w_share=0.0, w_comment=0.0, w_follow=0.0, w_not_interested=0.0)
+    only_watch = {name: 0.0 for name in ENGAGEMENT_TERMS} | {"watch_ratio": 2.0}
+    cfg2 = RewardConfig(engagement=EngagementWeights(**only_watch))
     a = envs.FeedEnv(overrides=small_overrides)
     b = envs.FeedEnv(overrides=small_overrides, reward_config=cfg2)
     d, K = a.config.catalog.latent_dim, a.config.slate_size

@@ -62,12 +62,14 @@ def test_config_file_by_path_and_by_file_name() -> None:
 
 
 def test_string_overrides_are_typed() -> None:
-    cfg = load_config("small", ["env.catalog.n_items=100000", "seed=3", "env.horizon_days=2", "reward.w_like=1e-3"])
+    cfg = load_config(
+        "small", ["env.catalog.n_items=100000", "seed=3", "env.horizon_days=2", "reward.engagement.like=1e-3"]
+    )
     assert cfg.env.catalog.n_items == 100_000 and type(cfg.env.catalog.n_items) is int
     assert cfg.seed == 3
     # An int given for a float field becomes a float; 1e-3 is a float, not a string.
     assert cfg.env.horizon_days == 2.0 and type(cfg.env.horizon_days) is float
-    assert cfg.reward.w_like == pytest.approx(1e-3)
+    assert cfg.reward.engagement.like == pytest.approx(1e-3)
     # The file's other values survive the overrides.
     assert cfg.env.catalog.n_topics == 6
 
@@ -144,7 +146,9 @@ def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
-    cfg = load_config("small", ["seed=7", "reward.w_share=2.5", "simulate.policies=[mmr]", "env.horizon_days=1.25"])
+    cfg = load_config(
+        "small", ["seed=7", "reward.engagement.share=2.5", "simulate.policies=[mmr]", "env.horizon_days=1.25"]
+    )
     path = save_config(cfg, tmp_path / "config.yaml")
     assert path == tmp_path / "config.yaml"
     again = load_config(path)
