@@ -18,7 +18,7 @@ from envs.catalog import Catalog
 from envs.config import EnvConfig
 from envs.ranking import build_observation, candidate_feature_names, ranker_params, user_feature_names
 from envs.response import F_COMPLETED, F_LIKE, F_SHARE, F_COMMENT, F_FOLLOW, F_NI, F_PROFILE, F_SKIP
-from envs.response import ResponseParams, respond
+from envs.response import respond, response_params
 from envs.retrieval import Retriever
 from envs.users import UserState
 from reward.feedback import Feedback
@@ -67,7 +67,7 @@ class FeedSimulator:
             raise ValueError(f"n_users must be >= 1, got {n_users}")
         self.cfg = cfg
         self.n_users = n_users
-        self.params = ResponseParams(cfg)
+        self.params = response_params(cfg)
         self.ranker_params = ranker_params(cfg)
         self.n_user_features = len(user_feature_names(cfg))
         self.n_cand_features = len(candidate_feature_names(cfg))
@@ -167,15 +167,3 @@ class FeedSimulator:
         n = np.linalg.norm(est, axis=1)
         truth = self.users.true_interest()
         return np.where(n > 1e-8, (est * truth).sum(axis=1) / np.maximum(n, 1e-8), 0.0)
-
-    def oracle_scores(self) -> np.ndarray:
-        """(B, N) hidden long-term affinity of each user for each current candidate.
-
-        Reads hidden state: for oracles and diagnostics only, never for policies.
-        """
-        u, cat = self.users, self.catalog
-        ids = self.obs.item_ids
-        vec = cat.true_vec[np.maximum(ids, 0)]  # (B, N, d)
-        cos = np.einsum("bnd,bmd->bnm", vec, u.interest_vec) + u.interest_off[:, None, :]
-        score = cos.max(axis=2)
-        return np.where(ids >= 0, score, -np.inf).astype(np.float32)

@@ -27,7 +27,7 @@ import numpy as np
 from envs._rng import normal, seed_stream, uniform
 from envs.config import EnvConfig
 
-__all__ = ["N_FLAGS", "ResponseParams", "respond"]
+__all__ = ["N_FLAGS", "respond", "response_params"]
 
 # Column order of the per-video boolean flags (same as reward.feedback.VIDEO_SIGNALS).
 F_COMPLETED, F_SKIP, F_LIKE, F_SHARE, F_COMMENT, F_FOLLOW, F_PROFILE, F_NI = range(8)
@@ -61,7 +61,7 @@ _PARAM_NAMES = (
     len(_PARAM_NAMES))
 
 
-def ResponseParams(cfg: EnvConfig) -> np.ndarray:  # noqa: N802 - a constructor-like helper
+def response_params(cfg: EnvConfig) -> np.ndarray:
     """The kernel's parameter vector, in `_PARAM_NAMES` order, from the typed config."""
     values = []
     for name in _PARAM_NAMES:
