@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from reward import terms as T
-from reward.typed_config import ConfigError, check, deep_merge, from_dict, load_yaml, param, parse_overrides, validate
+from reward.typed_config import (
+    ConfigError,
+    check,
+    deep_merge,
+    from_dict,
+    load_yaml,
+    param,
+    parse_overrides,
+    resolve_yaml,
+    validate,
+)
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -235,17 +245,8 @@ def resolve_reward_config_path(path_or_name: str | os.PathLike[str] | None = Non
     Raises:
         ConfigError: If the file does not exist; the key is the path.
     """
-    text = DEFAULT_PRESET if path_or_name is None else os.fspath(path_or_name)
-    candidate = Path(text)
-    if candidate.parent == Path(".") and not candidate.suffix:
-        candidate = REWARD_CONFIG_DIR / f"{text}.yaml"
-    elif not candidate.is_absolute() and not candidate.is_file() and (REWARD_CONFIG_DIR / candidate).is_file():
-        candidate = REWARD_CONFIG_DIR / candidate
-    if not candidate.is_file():
-        named = sorted(p.stem for p in REWARD_CONFIG_DIR.glob("*.yaml"))
-        hint = f"; reward presets: {', '.join(named)}" if named else ""
-        raise ConfigError(str(candidate), f"reward config file not found{hint}")
-    return candidate
+    name = DEFAULT_PRESET if path_or_name is None else path_or_name
+    return resolve_yaml(name, REWARD_CONFIG_DIR, what="reward preset")
 
 
 def load_reward_config(

@@ -61,11 +61,13 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
 __all__ = [
+    "resolve_yaml",
     "ConfigError",
     "check",
     "config_hash",
@@ -671,3 +673,32 @@ def _set_path(root: dict[str, Any], parts: list[str], value: Any) -> None:
         node[leaf] = deep_merge({}, value)
     else:
         node[leaf] = copy.deepcopy(value)
+
+
+def resolve_yaml(name_or_path: str | os.PathLike[str], directory: Path, what: str = "config") -> Path:
+    """Finds the YAML file a config name or path refers to.
+
+    Args:
+        name_or_path: a bare name without a directory or suffix (``"small"``) for
+            ``directory/<name>.yaml``; otherwise a file path, relative to the working
+            directory or, failing that, to `directory`.
+        directory: where named configs live.
+        what: how the error message calls these files.
+
+    Returns:
+        The path of an existing file.
+
+    Raises:
+        ConfigError: If the file does not exist; the key is the path.
+    """
+    text = os.fspath(name_or_path)
+    candidate = Path(text)
+    if candidate.parent == Path(".") and not candidate.suffix:
+        candidate = directory / f"{text}.yaml"
+    elif not candidate.is_absolute() and not candidate.is_file() and (directory / candidate).is_file():
+        candidate = directory / candidate  # "small.yaml" from any working directory
+    if not candidate.is_file():
+        named = sorted(q.stem for q in directory.glob("*.yaml"))
+        hint = f"; named {what}s: {', '.join(named)}" if named else ""
+        raise ConfigError(str(candidate), f"{what} file not found{hint}")
+    return candidate

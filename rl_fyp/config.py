@@ -26,6 +26,7 @@ from envs.config import EnvConfig
 from reward.config import RewardConfig
 from reward.typed_config import (
     ConfigError,
+    resolve_yaml,
     check,
     config_hash,
     deep_merge,
@@ -114,17 +115,7 @@ def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     Raises:
         ConfigError: If the file does not exist; the key is the path.
     """
-    text = DEFAULT_CONFIG if path is None else os.fspath(path)
-    candidate = Path(text)
-    if candidate.parent == Path(".") and not candidate.suffix:
-        candidate = CONFIG_DIR / f"{text}.yaml"
-    elif not candidate.is_absolute() and not candidate.is_file() and (CONFIG_DIR / candidate).is_file():
-        candidate = CONFIG_DIR / candidate  # "small.yaml" from any working directory
-    if not candidate.is_file():
-        named = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        hint = f"; named configs: {', '.join(named)}" if named else ""
-        raise ConfigError(str(candidate), f"config file not found{hint}")
-    return candidate
+    return resolve_yaml(DEFAULT_CONFIG if path is None else path, CONFIG_DIR)
 
 
 def load_config(
