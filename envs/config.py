@@ -111,11 +111,6 @@ class CatalogConfig:
         """Niches (= retrieval clusters) in the catalog."""
         return self.n_topics * self.niches_per_topic
 
-    @property
-    def n_creators(self) -> int:
-        """Creators in the catalog."""
-        return max(self.n_niches, self.n_items // self.items_per_creator)
-
 
 @dataclass(frozen=True)
 class UserConfig:

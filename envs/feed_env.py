@@ -171,7 +171,7 @@ class _FeedBase:
         self.sim = FeedSimulator(self.config, n_users)
         self.reward_fn: RewardFn = reward if reward is not None else EngagementReward(reward_config)
         cfg = self.config
-        N, K = cfg.retrieval.n_candidates, cfg.slate_size
+        N = cfg.retrieval.n_candidates
         # Features are bounded far inside these limits (embeddings, probabilities, logs,
         # a value score); the bounds are finite so generic tools can rely on them.
         self.single_obs_space = spaces.Dict(

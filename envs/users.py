@@ -164,7 +164,3 @@ class UserState:
         w = np.where(self.interest_off > -9.0, np.exp(4.0 * self.interest_off), 0.0)
         v = (w[:, :, None] * self.interest_vec).sum(axis=1)
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-8)
-
-    def local_hour(self) -> np.ndarray:
-        """(B,) local hour of day now."""
-        return np.mod(self.start_hour + self.clock_h, 24.0)

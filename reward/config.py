@@ -21,17 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reward import terms as T
-from reward.typed_config import (
-    ConfigError,
-    check,
-    deep_merge,
-    from_dict,
-    load_yaml,
-    param,
-    parse_overrides,
-    resolve_yaml,
-    validate,
-)
+from reward.typed_config import check, load_typed, param, resolve_yaml, validate
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -273,13 +263,4 @@ def load_reward_config(
             type, a non-finite number or a value out of range; the message names the full
             dotted key (``reward.retention.return_gap_tau_h: must be > 0.0, got -1.0``).
     """
-    file = resolve_reward_config_path(path_or_name)
-    try:
-        data = load_yaml(file)
-    except OSError as e:
-        raise ConfigError(str(file), f"cannot read the reward config file: {e.strerror or e}") from None
-    try:
-        from_dict(RewardConfig, data, prefix="reward")
-    except ConfigError as e:
-        raise ConfigError(e.key, f"{e.reason} (in {file})") from None
-    return from_dict(RewardConfig, deep_merge(data, parse_overrides(overrides)), prefix="reward")
+    return load_typed(RewardConfig, resolve_reward_config_path(path_or_name), overrides, prefix="reward")

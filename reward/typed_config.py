@@ -67,6 +67,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 __all__ = [
+    "load_typed",
     "resolve_yaml",
     "ConfigError",
     "check",
@@ -702,3 +703,27 @@ def resolve_yaml(name_or_path: str | os.PathLike[str], directory: Path, what: st
         hint = f"; named {what}s: {', '.join(named)}" if named else ""
         raise ConfigError(str(candidate), f"{what} file not found{hint}")
     return candidate
+
+
+def load_typed(
+    cls: type[T],
+    file: Path,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    prefix: str = "",
+) -> T:
+    """Builds `cls` from its defaults, the YAML `file`, then dotted `overrides`.
+
+    Raises:
+        ConfigError: An unreadable file (the key is the path); a bad key or value in the
+            file (the message adds which file); a bad override.
+    """
+    try:
+        data = load_yaml(file)
+    except OSError as e:
+        raise ConfigError(str(file), f"cannot read the config file: {e.strerror or e}") from None
+    # Build the file alone first so that an error in it says which file it is in.
+    try:
+        from_dict(cls, data, prefix=prefix)
+    except ConfigError as e:
+        raise ConfigError(e.key, f"{e.reason} (in {file})") from None
+    return from_dict(cls, deep_merge(data, parse_overrides(overrides)), prefix=prefix)

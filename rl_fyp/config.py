@@ -26,14 +26,11 @@ from envs.config import EnvConfig
 from reward.config import RewardConfig
 from reward.typed_config import (
     ConfigError,
-    resolve_yaml,
     check,
     config_hash,
-    deep_merge,
-    from_dict,
-    load_yaml,
+    load_typed,
     param,
-    parse_overrides,
+    resolve_yaml,
     to_dict,
 )
 
@@ -138,17 +135,7 @@ def load_config(
         ConfigError: On a missing or malformed file, an unknown key, a wrong type or
             a value out of range; the message names the path or the dotted key.
     """
-    file = resolve_config_path(path)
-    try:
-        data = load_yaml(file)
-    except OSError as e:
-        raise ConfigError(str(file), f"cannot read the config file: {e.strerror or e}") from None
-    # Build the file alone first so that an error in it says which file it is in.
-    try:
-        from_dict(Config, data)
-    except ConfigError as e:
-        raise ConfigError(e.key, f"{e.reason} (in {file})") from None
-    return from_dict(Config, deep_merge(data, parse_overrides(overrides)))
+    return load_typed(Config, resolve_config_path(path), overrides)
 
 
 def save_config(cfg: Config, path: str | os.PathLike[str]) -> Path:

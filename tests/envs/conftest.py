@@ -18,23 +18,11 @@ from envs.feed_env import make_env_config
 from envs.ranking import CAND_VALUE, candidate_feature_names
 from envs.retrieval import N_SOURCES, SOURCE_NAMES
 
-#: Small world: 24 niches of ~170 videos, 40 candidates, slates of 4, 3-day horizon.
-SMALL_OVERRIDES: dict[str, Any] = {
-    "catalog.n_items": 4000,
-    "catalog.n_topics": 6,
-    "catalog.niches_per_topic": 4,
-    "catalog.n_sounds": 200,
-    "retrieval.n_candidates": 40,
-    "slate_size": 4,
-    "horizon_days": 3,
-}
-
-
 @pytest.fixture(scope="session")
-def small_overrides() -> dict[str, Any]:
+def small_overrides(small_world: dict[str, Any]) -> dict[str, Any]:
     """Dotted overrides of the small test world. Shared: copy before changing
     (``{**small_overrides, "horizon_days": 0.3}``)."""
-    return dict(SMALL_OVERRIDES)
+    return {**small_world, "horizon_days": 3}
 
 
 @pytest.fixture(scope="session")
@@ -43,25 +31,11 @@ def small_config(small_overrides: Mapping[str, Any]) -> EnvConfig:
     return make_env_config(None, small_overrides)
 
 
-def _random_valid_slates(rng: np.random.Generator, mask: np.ndarray, k: int) -> np.ndarray:
-    """(B, K) distinct valid positions per row, uniformly at random."""
-    mask = np.atleast_2d(mask)
-    keys = rng.random(mask.shape)
-    keys[mask == 0] = np.inf
-    return np.argsort(keys, axis=1, kind="stable")[:, :k].astype(np.int64)
-
-
 def _greedy_slates(obs: Mapping[str, np.ndarray], latent_dim: int, k: int) -> np.ndarray:
     """(B, K) or (K,) top-K valid positions by the ranker's value score."""
     cands, mask = obs["candidates"], obs["mask"]
     value = np.where(mask != 0, cands[..., latent_dim + CAND_VALUE], -np.inf)
     return np.argsort(-value, axis=-1, kind="stable")[..., :k].astype(np.int64)
-
-
-@pytest.fixture(scope="session")
-def random_slates() -> Callable[[np.random.Generator, np.ndarray, int], np.ndarray]:
-    """``random_slates(rng, mask (B, N), K) -> (B, K)`` distinct valid positions."""
-    return _random_valid_slates
 
 
 @pytest.fixture(scope="session")

@@ -158,7 +158,7 @@ def test_next_step_autoreset_ignores_action_and_brings_fresh_user(small_override
     B = 8
     venv = envs.FeedVectorEnv(num_envs=B, overrides={**small_overrides, "horizon_days": 0.3})
     cfg = venv.config
-    N, K = cfg.retrieval.n_candidates, cfg.slate_size
+    K = cfg.slate_size
     rng = np.random.default_rng(0)
     obs, terminated, truncated, info = _run_until_done(venv, rng, random_slates)
     done = terminated | truncated

@@ -73,33 +73,3 @@ def feedback() -> Callable[..., Feedback]:
 def one_term() -> Callable[[dict[str, Any]], RewardConfig]:
     """``one_term({"engagement.like": 2.0})``: see :func:`only`."""
     return only
-
-
-#: The small simulator world of the env-level reward tests (14-day horizon unless overridden).
-SMALL_WORLD: dict[str, Any] = {
-    "catalog.n_items": 4000,
-    "catalog.n_topics": 6,
-    "catalog.niches_per_topic": 4,
-    "catalog.n_sounds": 200,
-    "retrieval.n_candidates": 40,
-    "slate_size": 4,
-}
-
-
-@pytest.fixture(scope="session")
-def small_world() -> dict[str, Any]:
-    """Dotted env overrides of a small, fast world; copy before changing."""
-    return dict(SMALL_WORLD)
-
-
-def _random_slates(rng: np.random.Generator, mask: np.ndarray, k: int) -> np.ndarray:
-    mask = np.atleast_2d(mask)
-    keys = rng.random(mask.shape)
-    keys[mask == 0] = np.inf
-    return np.argsort(keys, axis=1, kind="stable")[:, :k].astype(np.int64)
-
-
-@pytest.fixture(scope="session")
-def random_slates() -> Callable[[np.random.Generator, np.ndarray, int], np.ndarray]:
-    """``random_slates(rng, mask (B, N) or (N,), K) -> (B, K)`` distinct valid positions."""
-    return _random_slates
