@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rl_fyp.config import Config, ConfigError, SimulateConfig, load_config, save_config
+from rl_fyp.config import Config, ConfigError, EvalConfig, load_config, save_config
 
-__all__ = ["Config", "ConfigError", "SimulateConfig", "__version__", "load_config", "save_config"]
+__all__ = ["Config", "ConfigError", "EvalConfig", "__version__", "load_config", "save_config"]
 
 try:
     __version__ = version("rl-fyp")

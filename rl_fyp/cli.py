@@ -2,9 +2,10 @@
 
 ::
 
-    rl-fyp simulate [--config PATH|NAME] [--set key.sub=value ...] [--out DIR]
-                    [--n-users N] [--seed S]
-    rl-fyp train    (the same options)
+    rl-fyp train    [--config PATH|NAME] [--set key.sub=value ...] [--out DIR] [--seed S]
+                    [--iterations N] [--resume] [--address ADDR] [--no-eval]
+    rl-fyp evaluate CHECKPOINT [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
+    rl-fyp simulate [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
 
 Every command loads its config the same way (:func:`config_from_args`): the YAML file,
 then ``--set`` overrides, then the shorthand flags. A config error is printed as
@@ -17,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rl_fyp.config import Config, ConfigError, load_config
 
@@ -30,6 +32,8 @@ class Command:
     help: str
     description: str
     run: Callable[[argparse.Namespace], int]
+    add_args: tuple[Callable[[argparse.ArgumentParser], None], ...] = ()
+    positional: str | None = None
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -53,10 +57,29 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         default=None,
-        help="directory for the run's files (default: a new <simulate.out_dir>/<YYYYmmdd-HHMMSS>/)",
+        help="directory for the run's files (default: a new <out_dir>/<YYYYmmdd-HHMMSS>/)",
     )
-    parser.add_argument("--n-users", type=int, metavar="N", default=None, help="shorthand for --set simulate.n_users=N")
     parser.add_argument("--seed", type=int, metavar="S", default=None, help="shorthand for --set seed=S")
+
+
+def _add_eval_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-users", type=int, metavar="N", default=None, help="shorthand for --set eval.n_users=N")
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iterations", type=int, metavar="N", default=None, help="shorthand for --set train.iterations=N")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (default: the newest run under out_dir) from its newest checkpoint",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        default=None,
+        help="join a Ray cluster (auto, HOST:6379 or ray://HOST:10001) instead of starting a local Ray",
+    )
+    parser.add_argument("--no-eval", action="store_true", help="train only: skip the A/B evaluation")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -66,44 +89,90 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ConfigError: On a missing file or a bad key or value.
     """
     overrides = list(args.overrides)
-    if args.n_users is not None:
-        overrides.append(f"simulate.n_users={args.n_users}")
+    if getattr(args, "n_users", None) is not None:
+        overrides.append(f"eval.n_users={args.n_users}")
+    if getattr(args, "iterations", None) is not None:
+        overrides.append(f"train.iterations={args.iterations}")
+    if getattr(args, "address", None) is not None:
+        overrides.append(f"train.address={args.address}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     return load_config(args.config, overrides)
 
 
-def _run_simulate(args: argparse.Namespace) -> int:
-    from rl_fyp.simulate import simulate  # imports the simulator; keep --help fast
+def _run_dir(args: argparse.Namespace, cfg: Config) -> Path:
+    from rl_fyp.evaluate import make_run_dir
 
-    simulate(config_from_args(args), out_dir=args.out)
+    if args.out is None:
+        return make_run_dir(cfg.out_dir)
+    path = Path(args.out)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from rl_fyp.evaluate import evaluate_policies  # imports the simulator; keep --help fast
+
+    cfg = config_from_args(args)
+    evaluate_policies(cfg, _run_dir(args, cfg))
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from rl_fyp.jobs import evaluate_checkpoint
+
+    cfg = config_from_args(args) if (args.config or args.overrides or args.seed is not None or args.n_users) else None
+    out = Path(args.out) if args.out else None
+    evaluate_checkpoint(Path(args.checkpoint), cfg=cfg, out_dir=out)
     return 0
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    # Policy training is not wired in yet: until it is, `train` runs the simulate job.
-    return _run_simulate(args)
+    from rl_fyp.jobs import resume_dir, train_job
+
+    cfg = config_from_args(args)
+    if args.resume:
+        run_dir = Path(args.out) if args.out else resume_dir(cfg.out_dir)
+    else:
+        run_dir = _run_dir(args, cfg)
+    train_job(cfg, run_dir, resume=args.resume, evaluate=not args.no_eval)
+    return 0
 
 
 COMMANDS: dict[str, Command] = {
+    "train": Command(
+        help="train a slate re-ranking policy, then A/B-test it against the baselines",
+        description=(
+            "Train the slate policy with RLlib on the simulator (train.algo, default PPO) under "
+            "the configured reward, checkpointing every train.checkpoint_every iterations; then "
+            "run the simulated A/B test of the trained policy against every baseline (greedy, "
+            "MMR, exploration slots, random, oracle) on one seeded cohort and print the table "
+            "with 95% confidence intervals and the bars. Writes everything to the run directory."
+        ),
+        run=_run_train,
+        add_args=(_add_train_args,),
+    ),
+    "evaluate": Command(
+        help="A/B-test a trained checkpoint against the baselines",
+        description=(
+            "Load the policy of a training checkpoint and run the simulated A/B test against "
+            "the baselines on one seeded cohort (the checkpoint's config unless --config/--set "
+            "are given). Writes results.json, results.md, lifts.json and plots."
+        ),
+        run=_run_evaluate,
+        add_args=(_add_eval_args,),
+        positional="checkpoint",
+    ),
     "simulate": Command(
         help="run the baseline re-rankers on one seeded cohort and report metrics with 95%% CIs",
         description=(
-            "Simulated A/B test: run one seeded user cohort through the horizon under each "
-            "policy of simulate.policies (greedy by the ranker's value score, MMR), and "
-            "print per-user metrics with 95% bootstrap confidence intervals. Writes "
-            "config.yaml, results.json and results.md to the run directory."
+            "Simulated A/B test of the hand-written baselines: run one seeded user cohort "
+            "through the horizon under each baseline in eval.policies and print per-user "
+            "metrics with 95% bootstrap confidence intervals. Writes config.yaml, results.json, "
+            "results.md, lifts.json and plots to the run directory."
         ),
         run=_run_simulate,
-    ),
-    "train": Command(
-        help="train a re-ranking policy (for now: runs the simulate job)",
-        description=(
-            "Train a slate re-ranking policy. Policy training is not wired in yet: until it "
-            "lands, this command runs the simulate job (greedy and MMR baselines on one "
-            "seeded cohort, metrics with 95% confidence intervals) with the same options."
-        ),
-        run=_run_train,
+        add_args=(_add_eval_args,),
     ),
 }
 """Subcommands by name; a new command adds an entry here and reuses :func:`add_config_args`."""
@@ -118,7 +187,11 @@ def build_parser(prog: str = "rl-fyp") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.description)
+        if cmd.positional:
+            p.add_argument(cmd.positional, metavar=cmd.positional.upper())
         add_config_args(p)
+        for add in cmd.add_args:
+            add(p)
         p.set_defaults(run=cmd.run)
     return parser
 
@@ -139,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,12 +35,19 @@ from reward.typed_config import (
 )
 
 __all__ = [
+    "ALGOS",
+    "BASELINE_NAMES",
     "CONFIG_DIR",
+    "MODEL_VARIANTS",
     "POLICY_NAMES",
+    "TRAINED_NAMES",
     "REPO_ROOT",
     "Config",
     "ConfigError",
-    "SimulateConfig",
+    "EvalConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "TrainConfig",
     "config_hash",
     "load_config",
     "resolve_config_path",
@@ -55,24 +62,130 @@ CONFIG_DIR = REPO_ROOT / "configs"
 DEFAULT_CONFIG = "default"
 """The config read when none is named."""
 
-POLICY_NAMES = ("greedy", "mmr")
-"""Policies the simulate job knows, by name."""
+BASELINE_NAMES = ("greedy", "mmr", "explore", "random", "oracle")
+"""Hand-written policies (``rl_fyp.baselines``), by name; ``oracle`` reads hidden state."""
+TRAINED_NAMES = ("ppo", "appo", "impala")
+"""Name of the trained policy in results: the algorithm, lower case."""
+POLICY_NAMES = (*TRAINED_NAMES, *BASELINE_NAMES)
+"""Every policy name an evaluation knows."""
+ALGOS = ("PPO", "APPO", "IMPALA")
+"""RLlib algorithms the slate module trains with."""
+MODEL_VARIANTS = ("pointwise", "sequential")
+"""Slate module variants: ``pointwise`` scores each candidate alone (Plackett-Luce over
+the scores); ``sequential`` picks slots one by one, each pick's scores conditioned on the
+videos already picked (a learned, per-user similarity penalty)."""
 
 
 @dataclass(frozen=True)
-class SimulateConfig:
-    """The simulate job: one seeded cohort run under each baseline policy."""
+class ModelConfig:
+    """The slate RLModule (``rl_fyp.slate_module.SlateRLModule``)."""
+
+    variant: str = param("sequential", choices=MODEL_VARIANTS)
+    """``pointwise`` or ``sequential`` (slate-aware: picks conditioned on the picks before)."""
+    user_hidden: int = param(64, ge=4, le=4096)
+    """Width of the user encoder (context + history features)."""
+    hidden: int = param(32, ge=4, le=4096)
+    """Width of the per-candidate scorer, shared across candidates."""
+    value_hidden: int = param(64, ge=4, le=4096)
+    """Width of the value head."""
+    prior_scale: float = param(3.0, ge=0.0, le=100.0)
+    """Initial weight of the ranker's value score (standardised within the request) in the
+    candidate scores; a learned scalar. The scorer's last layer starts at zero, so the
+    initial policy samples around the ranker's order (sharper for a larger weight), and
+    deterministic inference starts as greedy-by-value; 0 starts from uniform scores."""
+    diversity_init: float = param(10.0, ge=0.0, le=100.0)
+    """``sequential`` only: the initial similarity penalty ``beta`` (score units per unit of
+    cosine to an already-picked video); the policy learns it per user."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training with RLlib: the algorithm, its rollouts and its optimisation."""
+
+    algo: str = param("PPO", choices=ALGOS)
+    """RLlib algorithm: PPO (default), APPO or IMPALA."""
+    iterations: int = param(60, ge=1, le=10_000_000)
+    """Training iterations (``algo.train()`` calls); each samples ``train_batch_size`` env steps."""
+    num_env_runners: int = param(0, ge=0, le=100_000)
+    """Remote env runners; 0 samples in the driver (best on 2 cores)."""
+    num_envs_per_env_runner: int = param(256, ge=1, le=1_000_000)
+    """Users per env runner, stepped together by one ``FeedVectorEnv``."""
+    train_batch_size: int = param(8192, ge=1, le=100_000_000)
+    """Env steps (feed requests) per training iteration."""
+    minibatch_size: int = param(1024, ge=1, le=100_000_000)
+    """SGD minibatch size (env steps)."""
+    num_epochs: int = param(2, ge=1, le=1000)
+    """Passes over each train batch."""
+    lr: float = param(1e-3, gt=0.0, le=1.0)
+    """Adam learning rate."""
+    gamma: float = param(0.99, ge=0.0, le=1.0)
+    """Discount per step (feed request); must equal ``reward.shaping.gamma`` when shaping is on."""
+    lambda_: float = param(0.95, ge=0.0, le=1.0)
+    """GAE lambda."""
+    clip_param: float = param(0.2, gt=0.0, le=10.0)
+    """PPO clip range."""
+    vf_clip_param: float = param(1000.0, gt=0.0)
+    """Cap on the squared value error per sample (RLlib's PPO ``vf_clip_param``), in scaled reward units."""
+    reward_scale: float = param(0.02, gt=0.0)
+    """The learner sees ``reward * reward_scale``: the retention reward pays tens per
+    session, and value targets near unit scale train faster. Logged returns and reward
+    terms stay unscaled."""
+    vf_loss_coeff: float = param(0.5, ge=0.0)
+    """Weight of the value loss."""
+    entropy_coeff: float = param(0.003, ge=0.0)
+    """Weight of the entropy bonus (per slate, in nats)."""
+    grad_clip: float = param(1.0, gt=0.0)
+    """Global gradient-norm clip."""
+    checkpoint_every: int = param(5, ge=1, le=1_000_000)
+    """Save a checkpoint every this many iterations (and always after the last)."""
+    keep_checkpoints: int = param(2, ge=1, le=1000)
+    """Checkpoints kept on disk (the newest)."""
+    torch_threads: int = param(2, ge=1, le=1024)
+    """torch intra-op threads in the driver/learner (1 when remote env runners share the cores)."""
+    address: str = param("")
+    """Ray cluster to join (``auto``, ``HOST:6379`` or ``ray://HOST:10001``); empty starts a local Ray."""
+    num_cpus: int = param(0, ge=0, le=100_000)
+    """CPUs a local Ray may use; 0 = all of this machine's."""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where training metrics go: TensorBoard always, wandb when enabled, a progress bar."""
+
+    wandb: bool = param(False)
+    """Log to Weights & Biases too."""
+    wandb_project: str = param("rl-fyp")
+    """wandb project name."""
+    wandb_mode: str = param("offline", choices=("offline", "online"))
+    """``offline`` writes runs under the run directory and needs no API key (sync later
+    with ``wandb sync``); ``online`` uploads and needs a login."""
+    progress: bool = param(True)
+    """Show a progress bar with the key metrics per iteration."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The simulated A/B test: one seeded cohort under every policy, 95% bootstrap CIs."""
 
     n_users: int = param(2_000, ge=1, le=10_000_000)
     """Users in the cohort; all run in parallel, the same users under every policy."""
-    mmr_lambda: float = param(0.5, ge=0.0, le=1.0)
-    """MMR trade-off: 1 = pure relevance (greedy order), 0 = pure diversity."""
-    policies: tuple[str, ...] = param(POLICY_NAMES, choices=POLICY_NAMES)
-    """Policies to run, in table column order."""
+    policies: tuple[str, ...] = param(POLICY_NAMES[:1] + BASELINE_NAMES, choices=POLICY_NAMES)
+    """Policies to run, in table column order (the trained one only where a policy exists)."""
     n_boot: int = param(1_000, ge=10, le=1_000_000)
     """Bootstrap resamples behind each 95% confidence interval."""
-    out_dir: str = param("runs")
-    """Base directory of timestamped run directories (``<out_dir>/<YYYYmmdd-HHMMSS>/``)."""
+    mmr_lambda: float = param(0.5, ge=0.0, le=1.0)
+    """MMR trade-off: 1 = pure relevance (greedy order), 0 = pure diversity (used when not tuned)."""
+    explore_share: float = param(0.1, ge=0.0, le=1.0)
+    """Share of slots the explore baseline gives to videos outside the user's estimated
+    interests (used when not tuned)."""
+    tune_heuristics: bool = param(True)
+    """Pick ``mmr_lambda`` and ``explore_share`` from their grids on a separate tuning cohort."""
+    mmr_lambda_grid: tuple[float, ...] = param((0.3, 0.5, 0.7, 0.85))
+    """MMR lambdas tried when tuning."""
+    explore_share_grid: tuple[float, ...] = param((0.05, 0.1, 0.2))
+    """Exploration shares tried when tuning."""
+    tune_users: int = param(500, ge=1, le=10_000_000)
+    """Users of the tuning cohort (another seed than the evaluation cohort)."""
 
     def __post_init__(self) -> None:
         check(len(self.policies) > 0, "policies", "must name at least one policy")
@@ -81,21 +194,47 @@ class SimulateConfig:
             "policies",
             f"must not repeat a policy, got {list(self.policies)!r}",
         )
-        check(bool(self.out_dir.strip()), "out_dir", "must not be empty")
+        for key, grid in (("mmr_lambda_grid", self.mmr_lambda_grid), ("explore_share_grid", self.explore_share_grid)):
+            check(len(grid) > 0, key, "must hold at least one value")
+            check(all(0.0 <= v <= 1.0 for v in grid), key, f"values must be in [0, 1], got {list(grid)!r}")
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything a run needs: the simulator, the reward, the seed, and the jobs."""
+    """Everything a run needs: the simulator, the reward, the seed, the model and the jobs."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
     """The feed simulator: catalog, users, response, retrieval, ranker, observation."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """The reward: term weights, retention time scale, shaping, optional terms (defaults: the retention preset)."""
-    seed: int = param(0, ge=0, le=2**63 - 1)
-    """Seeds the world, the cohort and the bootstrap."""
-    simulate: SimulateConfig = field(default_factory=SimulateConfig)
-    """The simulate job (baselines on one cohort, with confidence intervals)."""
+    seed: int = param(0, ge=0, le=2**31 - 1)
+    """Seeds the training worlds, the evaluation cohorts, the networks and the bootstrap."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The slate policy network."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training with RLlib."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """TensorBoard, wandb, progress bar."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """The simulated A/B test."""
+    out_dir: str = param("runs")
+    """Base directory of timestamped run directories (``<out_dir>/<YYYYmmdd-HHMMSS>/``)."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.out_dir.strip()), "out_dir", "must not be empty")
+        sh = self.reward.shaping
+        # Potential-based shaping leaves the optimal policy unchanged only when its
+        # discount is the learner's (reward/shaping.py).
+        check(
+            not sh.enabled or sh.gamma == self.train.gamma,
+            "reward.shaping.gamma",
+            f"must equal train.gamma ({self.train.gamma}) when shaping is enabled, got {sh.gamma}",
+        )
+        check(
+            self.train.minibatch_size <= self.train.train_batch_size,
+            "train.minibatch_size",
+            f"must be <= train.train_batch_size ({self.train.train_batch_size}), got {self.train.minibatch_size}",
+        )
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
