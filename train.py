@@ -1,8 +1,8 @@
 """Train a feed re-ranking policy: python train.py [--config NAME|PATH] [--set key=value ...].
 
 Loads the config (configs/default.yaml unless --config names another), builds the job
-and runs it; see ``rl-fyp train --help``. Until policy training lands, the job is the
-simulate job: the greedy and MMR baselines on one seeded cohort, with 95% CIs.
+and runs it: train the slate policy with RLlib, then A/B-test it against the baselines on
+one seeded cohort with 95% CIs; see ``rl-fyp train --help``.
 """
 
 import sys

@@ -91,7 +91,7 @@ def _observe_kernel(
     table, col_static, col_comp, col_topic, col_creator,
     u_hat, p_hat, follows, engaged, engaged_ptr, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
     region, language, device, signup, start_hour, clock_h, session_requests, session_time_s,
-    session_videos, sessions, last_gap_h,
+    session_videos, sessions, last_gap_h, row_active,
     out_cand, out_user,
 ):
     B, N = cand.shape
@@ -105,6 +105,8 @@ def _observe_kernel(
     n_lang = np.int64(rk[10])
     n_dev = np.int64(rk[11])
     for b in nb.prange(B):
+        if not row_active[b]:
+            continue  # no request in this slot: its rows stay zero
         # ---- user summary
         un = 0.0
         for j in range(d):
@@ -259,19 +261,22 @@ def ranker_params(cfg: EnvConfig) -> np.ndarray:
 def build_observation(sim, cand: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """User (B, U) and candidate (B, N, F) float32 features of the simulator's users.
 
-    Padding candidates (row -1) get all-zero feature rows.
+    Padding candidates (row -1) get all-zero feature rows; a slot without a request (all
+    its candidates -1: a finished user in a cohort) gets all-zero user and candidate rows
+    without being computed (``np.zeros`` memory is not touched until written).
     """
     cfg = sim.cfg
     c, u = sim.catalog, sim.users
     B, N = cand.shape
-    out_cand = np.empty((B, N, sim.n_cand_features), np.float32)
-    out_user = np.empty((B, sim.n_user_features), np.float32)
+    out_cand = np.zeros((B, N, sim.n_cand_features), np.float32)
+    out_user = np.zeros((B, sim.n_user_features), np.float32)
+    row_active = (cand >= 0).any(axis=1)
     _observe_kernel(
         cand, src, sim.ranker_params, cfg.horizon_days,
         c.item_table, c.cfg.latent_dim, c.col_comp_logit, c.col_topic, c.col_creator,
         u.u_hat, u.p_hat, u.follows, u.engaged, u.engaged_ptr, u.hist_item, u.hist_ratio, u.hist_like, u.hist_skip, u.hist_ptr,
         u.region, u.language, u.device, u.signup, u.start_hour, u.clock_h, u.session_requests,
-        u.session_time_s, u.session_videos, u.sessions, u.last_gap_h,
+        u.session_time_s, u.session_videos, u.sessions, u.last_gap_h, row_active,
         out_cand, out_user,
     )
     return out_user, out_cand

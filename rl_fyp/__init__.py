@@ -1,7 +1,8 @@
 """rl-fyp: reinforcement learning for short-video feed recommendation.
 
-The framework package: config (:func:`load_config`), baselines, the simulate job and
-the ``rl-fyp`` command line. The simulator lives in ``envs`` and the reward in
+The framework package: config (:func:`load_config`), the slate RLModule, the RLlib glue
+and training loop, baselines, the simulated A/B evaluation and the ``rl-fyp`` command
+line. The simulator lives in ``envs`` and the reward in
 ``reward``; the dependency direction is ``rl_fyp -> envs -> reward``.
 """
 

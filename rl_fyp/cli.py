@@ -111,10 +111,10 @@ def _run_dir(args: argparse.Namespace, cfg: Config) -> Path:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from rl_fyp.evaluate import evaluate_policies  # imports the simulator; keep --help fast
+    from rl_fyp.simulate import simulate  # imports the simulator; keep --help fast
 
     cfg = config_from_args(args)
-    evaluate_policies(cfg, _run_dir(args, cfg))
+    simulate(cfg, _run_dir(args, cfg))
     return 0
 
 

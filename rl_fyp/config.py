@@ -104,7 +104,7 @@ class TrainConfig:
 
     algo: str = param("PPO", choices=ALGOS)
     """RLlib algorithm: PPO (default), APPO or IMPALA."""
-    iterations: int = param(60, ge=1, le=10_000_000)
+    iterations: int = param(48, ge=1, le=10_000_000)
     """Training iterations (``algo.train()`` calls); each samples ``train_batch_size`` env steps."""
     num_env_runners: int = param(0, ge=0, le=100_000)
     """Remote env runners; 0 samples in the driver (best on 2 cores)."""
@@ -180,9 +180,9 @@ class EvalConfig:
     interests (used when not tuned)."""
     tune_heuristics: bool = param(True)
     """Pick ``mmr_lambda`` and ``explore_share`` from their grids on a separate tuning cohort."""
-    mmr_lambda_grid: tuple[float, ...] = param((0.3, 0.5, 0.7, 0.85))
+    mmr_lambda_grid: tuple[float, ...] = param((0.1, 0.2, 0.3, 0.5, 0.7))
     """MMR lambdas tried when tuning."""
-    explore_share_grid: tuple[float, ...] = param((0.05, 0.1, 0.2))
+    explore_share_grid: tuple[float, ...] = param((0.1, 0.2, 0.35, 0.5))
     """Exploration shares tried when tuning."""
     tune_users: int = param(500, ge=1, le=10_000_000)
     """Users of the tuning cohort (another seed than the evaluation cohort)."""

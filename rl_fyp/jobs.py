@@ -40,7 +40,7 @@ def _ci(results: Mapping, policy: str, metric: str) -> tuple[float, float, float
     return s["mean"], s["ci_low"], s["ci_high"]
 
 
-def bars(results: Mapping, trained: str, tuning: Mapping | None = None) -> dict:
+def bars(results: Mapping, trained: str, tuning: Mapping[str, Mapping[str, float]] | None = None) -> dict:
     """The quickstart's bars, from an evaluation's results.
 
     - ``beats_greedy``: the trained policy's ``days_active`` and ``watch_time_s`` 95% CIs
@@ -52,7 +52,8 @@ def bars(results: Mapping, trained: str, tuning: Mapping | None = None) -> dict:
     Args:
         results: ``{policy: {metric: {"mean", "ci_low", "ci_high"}}}``.
         trained: The trained policy's name in ``results``.
-        tuning: The evaluation's chosen heuristic settings, reported alongside.
+        tuning: ``{heuristic: {param: chosen value}}`` from the evaluation's tuning,
+            reported alongside the best heuristic.
     """
     out: dict = {"trained": trained}
     if "greedy" in results:
@@ -68,7 +69,7 @@ def bars(results: Mapping, trained: str, tuning: Mapping | None = None) -> dict:
         rel = (t[0] - h[0]) / h[0] if h[0] else float("nan")
         out["vs_best_heuristic"] = {
             "heuristic": best,
-            "settings": dict(tuning or {}),
+            "settings": dict((tuning or {}).get(best, {})),
             "trained": t,
             "heuristic_days_active": h,
             "relative": rel,
@@ -105,10 +106,10 @@ def format_bars(b: Mapping) -> str:
 
 def _report_bars(run_dir: Path, results: Mapping, trained: str, log: Callable[[str], None]) -> dict:
     tuning_path = run_dir / "tuning.json"
-    tuning = {}
+    tuning: dict[str, dict[str, float]] = {}
     if tuning_path.exists():
         t = json.loads(tuning_path.read_text())
-        tuning = t.get("chosen", {}) if isinstance(t, dict) else {}
+        tuning = {p: {v["param"]: v["chosen"]} for p, v in t.items() if isinstance(v, dict) and "chosen" in v}
     b = bars(results, trained, tuning)
     write_text_atomic(run_dir / BARS_JSON, json.dumps(b, indent=2) + "\n")
     text = format_bars(b)

@@ -14,7 +14,10 @@ from rl_fyp.config import (
     CONFIG_DIR,
     Config,
     ConfigError,
-    SimulateConfig,
+    EvalConfig,
+    LoggingConfig,
+    ModelConfig,
+    TrainConfig,
     config_hash,
     load_config,
     resolve_config_path,
@@ -23,22 +26,24 @@ from rl_fyp.config import (
 )
 
 
-def test_default_config_is_the_typed_defaults() -> None:
-    # configs/default.yaml only restates defaults, so it must equal Config().
+def test_default_config_is_the_typed_defaults_but_for_the_reward() -> None:
+    # configs/default.yaml restates the defaults, and tunes the reward weights of the main job.
     cfg = load_config()
-    assert cfg == Config()
+    assert dataclasses.replace(cfg, reward=Config().reward) == Config()
     assert load_config("default") == cfg
-    assert cfg.simulate.n_users == 2000
-    assert cfg.simulate.policies == ("greedy", "mmr")
-    assert cfg.simulate.mmr_lambda == 0.5
-    assert cfg.simulate.out_dir == "runs"
+    assert cfg.eval.n_users == 2000
+    assert cfg.eval.policies == ("ppo", "greedy", "mmr", "explore", "random", "oracle")
+    assert cfg.eval.mmr_lambda == 0.5
+    assert cfg.eval.tune_heuristics is True
+    assert cfg.out_dir == "runs"
     assert cfg.env.horizon_days == 14.0
 
 
 def test_default_config_is_found_from_any_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = load_config()
     monkeypatch.chdir(tmp_path)
-    assert load_config() == Config()
-    assert load_config("small").simulate.n_users == 64
+    assert load_config() == expected
+    assert load_config("small").eval.n_users == 64
 
 
 def test_small_config() -> None:
@@ -48,7 +53,7 @@ def test_small_config() -> None:
     assert cfg.env.retrieval.n_candidates == 40
     assert cfg.env.slate_size == 4
     assert cfg.env.horizon_days == 3.0
-    assert cfg.simulate.n_users == 64
+    assert (cfg.eval.n_users, cfg.eval.tune_users, cfg.eval.n_boot) == (64, 32, 200)
     # Keys the file does not name keep their defaults.
     assert cfg.env.catalog.latent_dim == EnvConfig().catalog.latent_dim
     assert cfg.reward == RewardConfig()
@@ -75,25 +80,30 @@ def test_string_overrides_are_typed() -> None:
 
 
 def test_mapping_overrides_and_tuples() -> None:
-    cfg = load_config("small", {"simulate.policies": ["mmr"], "simulate.mmr_lambda": 1})
-    assert cfg.simulate.policies == ("mmr",)
-    assert cfg.simulate.mmr_lambda == 1.0 and type(cfg.simulate.mmr_lambda) is float
+    cfg = load_config("small", {"eval.policies": ["mmr"], "eval.mmr_lambda": 1, "eval.mmr_lambda_grid": [0, 1]})
+    assert cfg.eval.policies == ("mmr",)
+    assert cfg.eval.mmr_lambda == 1.0 and type(cfg.eval.mmr_lambda) is float
+    assert cfg.eval.mmr_lambda_grid == (0.0, 1.0) and all(type(v) is float for v in cfg.eval.mmr_lambda_grid)
 
 
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
         (["env.catalog.n_itemz=5"], "env.catalog.n_itemz"),  # unknown key
-        (["simulat.n_users=5"], "simulat"),  # unknown top-level key
+        (["evl.n_users=5"], "evl"),  # unknown top-level key
+        (["simulate.n_users=5"], "simulate"),  # the old name of the eval section
         (["seed=abc"], "seed"),  # wrong type
-        (["simulate.n_users=1.5"], "simulate.n_users"),  # float for an int
+        (["eval.n_users=1.5"], "eval.n_users"),  # float for an int
         (["env.slate_size=true"], "env.slate_size"),  # bool for an int
-        (["simulate.mmr_lambda=1.5"], "simulate.mmr_lambda"),  # out of range
+        (["eval.mmr_lambda=1.5"], "eval.mmr_lambda"),  # out of range
+        (["eval.explore_share_grid=[0.1, 1.5]"], "eval.explore_share_grid"),  # grid value out of range
+        (["eval.mmr_lambda_grid=[]"], "eval.mmr_lambda_grid"),  # empty grid
+        (["out_dir= "], "out_dir"),  # empty output directory
         (["seed=-1"], "seed"),  # out of range
         (["env.catalog.n_items=10"], "env.catalog.n_items"),  # out of range
-        (["simulate.policies=[greedy, random_walk]"], "simulate.policies[1]"),  # bad choice
-        (["simulate.policies=[greedy, greedy]"], "simulate.policies"),  # repeated
-        (["simulate.policies=[]"], "simulate.policies"),  # empty
+        (["eval.policies=[greedy, random_walk]"], "eval.policies[1]"),  # bad choice
+        (["eval.policies=[greedy, greedy]"], "eval.policies"),  # repeated
+        (["eval.policies=[]"], "eval.policies"),  # empty
         (["env.slate_size=64"], "env.retrieval.n_candidates"),  # cross-field check (N >= K)
         (["seed"], "seed"),  # no '='
         (["env.catalog.n_items=[1, 2"], "env.catalog.n_items"),  # not YAML
@@ -147,7 +157,7 @@ def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     cfg = load_config(
-        "small", ["seed=7", "reward.engagement.share=2.5", "simulate.policies=[mmr]", "env.horizon_days=1.25"]
+        "small", ["seed=7", "reward.engagement.share=2.5", "eval.policies=[mmr]", "env.horizon_days=1.25"]
     )
     path = save_config(cfg, tmp_path / "config.yaml")
     assert path == tmp_path / "config.yaml"
@@ -161,7 +171,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 def test_config_hash_changes_with_a_value() -> None:
     a = load_config("small")
     b = load_config("small", ["env.catalog.n_items=5000"])
-    c = load_config("small", ["simulate.mmr_lambda=0.25"])
+    c = load_config("small", ["eval.mmr_lambda=0.25"])
     assert len({config_hash(a), config_hash(b), config_hash(c)}) == 3
     assert config_hash(load_config("small")) == config_hash(a)
 
@@ -171,14 +181,14 @@ def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.simulate.n_users = 1  # type: ignore[misc]
+        cfg.eval.n_users = 1  # type: ignore[misc]
 
 
 def test_every_field_has_a_docstring() -> None:
     # CleanRL-style docstrings under each field, as envs/config.py has them.
     import inspect
 
-    for cls in (Config, SimulateConfig):
+    for cls in (Config, EvalConfig, ModelConfig, TrainConfig, LoggingConfig):
         source = inspect.getsource(cls)
         for f in dataclasses.fields(cls):
             after = source.split(f"    {f.name}: ", 1)[1].split("\n", 2)[1].strip()

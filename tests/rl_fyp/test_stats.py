@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl_fyp.stats import bootstrap_ci, summarise
+from rl_fyp.stats import PairedBootstrap, bootstrap_ci, summarise
 
 
 def test_ci_contains_the_mean() -> None:
@@ -109,3 +109,92 @@ def test_summarise_resamples_each_metric_independently_of_the_others() -> None:
     a = summarise({"a": np.zeros(100), "x": x}, rng=0)
     b = summarise({"a": gen.normal(size=100), "x": x}, rng=0)
     assert a["x"] == b["x"]
+
+
+# ---------------------------------------------------------------------------- PairedBootstrap
+def test_paired_bootstrap_means_are_resampled_user_means() -> None:
+    x = np.random.default_rng(9).normal(size=50)
+    boot = PairedBootstrap(50, n_boot=200, rng=0)
+    (idx,) = list(boot._chunks())  # small: one cached chunk
+    np.testing.assert_allclose(boot.means(x), x[idx].mean(axis=1))
+    # The same resamples on every call and for every metric: paired.
+    np.testing.assert_array_equal(boot.means(x), boot.means(x))
+    y = 3.0 * x + 1.0  # an affine metric of the same users moves exactly with x
+    np.testing.assert_allclose(boot.means(y), 3.0 * boot.means(x) + 1.0)
+
+
+def test_paired_bootstrap_ci_is_about_the_normal_interval() -> None:
+    x = np.random.default_rng(2).normal(10.0, 2.0, size=4000)
+    mean, lo, hi = PairedBootstrap(4000, n_boot=2000, rng=0).ci(x)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
+    assert mean == pytest.approx(x.mean())
+    assert hi - lo == pytest.approx(2 * half, rel=0.1)
+    assert PairedBootstrap(10, rng=0).ci(np.full(10, 0.1)) == (0.1, 0.1, 0.1)
+
+
+def test_paired_bootstrap_is_deterministic_and_chunks_when_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rl_fyp.stats as stats
+
+    x = np.random.default_rng(3).exponential(size=300)
+    assert PairedBootstrap(300, 100, rng=5).ci(x) == PairedBootstrap(300, 100, rng=5).ci(x)
+    assert PairedBootstrap(300, 100, rng=5).ci(x) != PairedBootstrap(300, 100, rng=6).ci(x)
+    # Beyond the cache limit the resamples are drawn again, chunk by chunk, identically.
+    monkeypatch.setattr(stats, "_CHUNK_ELEMS", 1000)
+    big = PairedBootstrap(300, 100, rng=5)
+    assert big._cache is None
+    a = big.means(x)
+    np.testing.assert_array_equal(a, big.means(x))
+    assert a.shape == (100,)
+    m, lo, hi = big.ci(x)
+    assert lo < m < hi
+
+
+def test_lift_is_paired() -> None:
+    gen = np.random.default_rng(4)
+    ref = gen.exponential(5.0, size=400)
+    boot = PairedBootstrap(400, 500, rng=0)
+    # x = 1.1 * ref on every user: every resample's ratio is exactly 1.1, so the interval
+    # collapses to the 10% lift (an unpaired interval would be wide).
+    lift = boot.ratio_lift(1.1 * ref, ref)
+    assert lift.mean == pytest.approx(10.0)
+    assert lift.lo == pytest.approx(10.0) and lift.hi == pytest.approx(10.0)
+    assert boot.ratio_lift(ref, ref) == (0.0, 0.0, 0.0)
+    noisy = boot.ratio_lift(ref + gen.normal(0.0, 1.0, size=400), ref)
+    assert noisy.lo < noisy.mean < noisy.hi
+    assert boot.ratio_lift(ref, np.zeros(400)) is None
+
+
+def test_distinct_counts_match_a_brute_force_count() -> None:
+    gen = np.random.default_rng(5)
+    n = 30
+    users = gen.integers(0, n, 400)
+    keys = (gen.pareto(1.0, 400) * 3).astype(np.int64)
+    boot = PairedBootstrap(n, 50, rng=1)
+    got = boot.distinct_counts(users, keys)
+    (idx,) = list(boot._chunks())
+    for r in range(50):
+        drawn = np.zeros(n, bool)
+        drawn[idx[r]] = True
+        assert got[r] == len(np.unique(keys[drawn[users]]))
+    # Without resampling noise the full cohort's count bounds every resample's.
+    assert got.max() <= len(np.unique(keys))
+    assert boot.distinct_counts(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == [0] * 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"n": 0}, "n must"), ({"n": 5, "n_boot": 0}, "n_boot"), ({"n": 5, "alpha": 1.0}, "alpha")],
+)
+def test_paired_bootstrap_rejects_bad_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PairedBootstrap(**kwargs)
+
+
+def test_paired_bootstrap_rejects_bad_values() -> None:
+    boot = PairedBootstrap(3, 10, rng=0)
+    with pytest.raises(ValueError, match="shape"):
+        boot.means(np.ones(4))
+    with pytest.raises(ValueError, match="finite"):
+        boot.ci(np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match="users must be"):
+        boot.distinct_counts(np.array([3]), np.array([1]))
