@@ -93,7 +93,7 @@ class ModelConfig:
     candidate scores; a learned scalar. The scorer's last layer starts at zero, so the
     initial policy samples around the ranker's order (sharper for a larger weight), and
     deterministic inference starts as greedy-by-value; 0 starts from uniform scores."""
-    diversity_init: float = param(10.0, ge=0.0, le=100.0)
+    diversity_init: float = param(30.0, ge=0.0, le=100.0)
     """``sequential`` only: the initial similarity penalty ``beta`` (score units per unit of
     cosine to an already-picked video); the policy learns it per user."""
 
