@@ -310,7 +310,7 @@ def train(
             f"{cfg.train.num_envs_per_env_runner} users per env runner, model {cfg.model.variant}, "
             f"config_hash {config_hash(cfg)} -> {run_dir}"
         )
-        bar = _progress_bar(cfg, start, total)
+        bar = _ProgressBar(cfg, start, total)
         t_start = time.perf_counter()
         last: dict[str, float] = {}
         final = ckpt
@@ -345,7 +345,7 @@ def train(
             ray.shutdown()
 
 
-class _progress_bar:
+class _ProgressBar:
     """One line per iteration with the key metrics (tqdm; plain lines when disabled)."""
 
     def __init__(self, cfg: Config, start: int, total: int) -> None:

@@ -94,3 +94,19 @@ def test_bars_compare_with_greedy_and_the_best_heuristic() -> None:
     assert h["matches"] is True and h["aim_5pct"] is True and h["ci_above"] is True
     text = format_bars(b)
     assert "NOT MET" in text and "mmr; mmr_lambda=0.3" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["APPO", "IMPALA"])
+def test_the_slate_module_trains_under_appo_and_impala(algo: str, tmp_path) -> None:
+    from rl_fyp.training import train
+
+    import csv
+
+    cfg = load_config("small", [f"train.algo={algo}", "train.iterations=3", "logging.progress=false"])
+    result = train(cfg, tmp_path / "run", log=lambda _: None)
+    assert result.env_steps > 0 and (result.checkpoint / "rl_fyp_config.yaml").is_file()
+    # The learner ran (asynchronous algorithms may report their first update a little late).
+    with (tmp_path / "run" / "progress.csv").open() as fh:
+        losses = [float(r["vf_loss"]) for r in csv.DictReader(fh) if r["vf_loss"]]
+    assert losses and all(np.isfinite(losses))
