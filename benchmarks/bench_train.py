@@ -7,9 +7,8 @@ times ``--iterations`` iterations and prints one JSON line:
 - ``env_steps_per_s``: env steps sampled / wall time of the timed iterations (sampling and
   learning together: what a user of ``make train`` gets);
 - ``sim_share``: the share of that wall time spent inside the simulator
-  (``FeedVectorEnv.reset``/``step``, timed by ``rl_fyp.rllib_glue.EpisodeStats``);
-- ``sample_share`` / ``learn_share``: the shares of RLlib's sampling (simulator, policy
-  forward passes, episode bookkeeping) and of the learner update.
+  (``FeedVectorEnv.reset``/``step``, timed by ``rl_fyp.rllib_glue.EpisodeStats``); the rest
+  is RLlib's sampling (policy forward passes, episode bookkeeping) and the learner.
 
 Usage::
 
@@ -54,22 +53,16 @@ def main() -> None:
         first = algo.train()
         warmup_s = time.perf_counter() - t0
         steps0 = first["env_runners"]["num_env_steps_sampled_lifetime"]
-        sim_s = sample_s = learn_s = 0.0
+        sim_s = 0.0
         t0 = time.perf_counter()
         for _ in range(args.iterations):
             r = algo.train()
             sim_s += float(r["env_runners"].get("feed", {}).get("sim_s", 0.0))
-            timers = r.get("timers", {})
-            # RLlib's timers are running means; the last iteration's values are used as
-            # per-iteration estimates.
-            sample_s = float(timers.get("env_runner_sampling_timer", float("nan")))
-            learn_s = float(timers.get("learner_update_timer", float("nan")))
         wall = time.perf_counter() - t0
         steps = r["env_runners"]["num_env_steps_sampled_lifetime"] - steps0
         algo.stop()
     finally:
         ray.shutdown()
-    per_iter = wall / args.iterations
     print(
         json.dumps(
             {
@@ -85,8 +78,6 @@ def main() -> None:
                 "env_steps_per_s": round(steps / wall, 1),
                 "sim_s": round(sim_s, 2),
                 "sim_share": round(sim_s / wall, 4),
-                "sample_share": round(sample_s / per_iter, 3),
-                "learn_share": round(learn_s / per_iter, 3),
                 "warmup_iteration_s": round(warmup_s, 1),
                 "torch_threads": cfg.train.torch_threads,
             }

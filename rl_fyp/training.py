@@ -67,8 +67,9 @@ PROGRESS_COLUMNS = (
     "sim_s",
 )
 """Columns of ``progress.csv``. ``episode_return_mean`` is the unscaled return of the
-episodes finished in the iteration's window; ``sim_s`` is the time spent inside the
-simulator (``FeedVectorEnv.step``/``reset``)."""
+episodes finished in the iteration's window; ``sim_s`` is the time the iteration spent
+inside the simulator (``FeedVectorEnv.step``/``reset``); ``sample_s`` and ``learn_s`` are
+RLlib's running means of the sampling and learner-update times."""
 
 
 @dataclass
