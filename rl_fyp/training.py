@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,8 +268,8 @@ def train(
     Args:
         cfg: The run config.
         run_dir: The run directory (created if absent).
-        resume: Continue from the newest checkpoint in ``run_dir`` (its config must match
-            ``cfg``'s training-relevant parts; the saved ``config.yaml`` is used).
+        resume: Continue from the newest checkpoint in ``run_dir``, under the config saved
+            with it, except ``train.iterations``, which comes from ``cfg``.
         log: Receives status lines.
 
     Returns:
@@ -288,9 +288,12 @@ def train(
         log(f"resume: no checkpoint under {run_dir / CHECKPOINT_DIR}; starting from scratch")
     if ckpt is not None:
         saved = load_config(ckpt / CHECKPOINT_CONFIG)
-        if config_hash(saved) != config_hash(cfg):
+        # The run continues under its own config; only the iteration count may change, so
+        # that a finished run can also be extended (--resume --iterations N).
+        extended = replace(saved, train=replace(saved.train, iterations=cfg.train.iterations))
+        if config_hash(extended) != config_hash(cfg):
             log(f"resume: using the checkpoint's config (config_hash {config_hash(saved)}), not the one given")
-        cfg = saved
+        cfg = extended
         start = checkpoint_iteration(ckpt)
     save_config(cfg, run_dir / RUN_CONFIG)
 

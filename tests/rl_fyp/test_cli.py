@@ -94,6 +94,11 @@ def test_resume_after_a_kill_continues_from_the_last_checkpoint(tmp_path: Path) 
     assert iterations == [str(i) for i in range(1, 7)]  # no gaps, no repeats
     assert (ckpt_dir / "iter_000006").is_dir()
     assert not [p for p in ckpt_dir.iterdir() if p.name.startswith(".")]  # no half checkpoint left
+    # A finished run can be extended: --resume with more iterations.
+    more = run(["train.py", "--out", str(out), "--no-eval", "--resume", "--iterations", "7"])
+    assert more.returncode == 0, more.stderr[-3000:]
+    iterations = [r.split(",")[0] for r in (out / "progress.csv").read_text().splitlines()[1:]]
+    assert iterations == [str(i) for i in range(1, 8)]
 
 
 def test_evaluate_a_checkpoint_is_deterministic(tmp_path: Path) -> None:
