@@ -81,6 +81,34 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+@nb.njit(inline="always", fastmath=True, cache=True)
+def interest_match(interest_off, interest_vec, session_vec, true_vec, b, i):
+    """User b's hidden match with video i: (best interest score, its component, session score).
+
+    The best score is ``max_c <interest_c, v_i> + offset_c`` over the user's used
+    components (offset > -9); the session score is ``<session, v_i>``. Shared by the
+    response kernel and the oracle baseline, which must see the same appeal.
+    """
+    m = interest_off.shape[1]
+    d = true_vec.shape[1]
+    best = -1e9
+    best_c = 0
+    for c in range(m):
+        off = interest_off[b, c]
+        if off <= -9.0:
+            continue
+        acc = 0.0
+        for j in range(d):
+            acc += interest_vec[b, c, j] * true_vec[i, j]
+        if acc + off > best:
+            best = acc + off
+            best_c = c
+    sess = 0.0
+    for j in range(d):
+        sess += session_vec[b, j] * true_vec[i, j]
+    return best, best_c, sess
+
+
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _respond_kernel(
     slate, active, seed, p,
@@ -124,21 +152,7 @@ def _respond_kernel(
             out_seen[b, k] = True
             top = item_topic[i]
             # Long-term affinity: the best-matching interest component.
-            best = -1e9
-            best_c = 0
-            for c in range(m):
-                off = interest_off[b, c]
-                if off <= -9.0:
-                    continue
-                acc = 0.0
-                for j in range(d):
-                    acc += interest_vec[b, c, j] * true_vec[i, j]
-                if acc + off > best:
-                    best = acc + off
-                    best_c = c
-            sess = 0.0
-            for j in range(d):
-                sess += session_vec[b, j] * true_vec[i, j]
+            best, best_c, sess = interest_match(interest_off, interest_vec, session_vec, true_vec, b, i)
             followed = False
             cr = item_creator[i]
             for f in range(F):

@@ -27,6 +27,7 @@ import numpy as np
 
 from envs.config import EnvConfig
 from envs.ranking import CAND_VALUE
+from envs.response import interest_match
 from rl_fyp.config import Config
 
 __all__ = [
@@ -273,7 +274,6 @@ def _oracle_kernel(  # pragma: no cover - numba
     B, N = item_ids.shape
     K = out.shape[1]
     m = interest_vec.shape[1]
-    d = true_vec.shape[1]
     T = fatigue.shape[1]
     F = follows.shape[1]
     for b in nb.prange(B):
@@ -306,21 +306,7 @@ def _oracle_kernel(  # pragma: no cover - numba
             if not valid[b, n]:
                 continue
             i = item_ids[b, n]
-            best = -1e9
-            best_c = 0
-            for c in range(m):
-                off = interest_off[b, c]
-                if off <= -9.0:
-                    continue
-                acc = 0.0
-                for j in range(d):
-                    acc += interest_vec[b, c, j] * true_vec[i, j]
-                if acc + off > best:
-                    best = acc + off
-                    best_c = c
-            sess = 0.0
-            for j in range(d):
-                sess += session_vec[b, j] * true_vec[i, j]
+            best, best_c, sess = interest_match(interest_off, interest_vec, session_vec, true_vec, b, i)
             t = item_topic[i]
             followed = False
             for f in range(F):
