@@ -6,6 +6,7 @@
                     [--iterations N] [--resume] [--address ADDR] [--no-eval]
     rl-fyp evaluate CHECKPOINT [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
     rl-fyp simulate [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
+    rl-fyp export   CHECKPOINT OUT_DIR
 
 Every command loads its config the same way (:func:`config_from_args`): the YAML file,
 then ``--set`` overrides, then the shorthand flags. A config error is printed as
@@ -34,6 +35,7 @@ class Command:
     run: Callable[[argparse.Namespace], int]
     add_args: tuple[Callable[[argparse.ArgumentParser], None], ...] = ()
     positional: str | None = None
+    config_args: bool = True
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +129,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from rl_fyp.export import export_checkpoint
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    manifest = export_checkpoint(checkpoint, args.out_dir)
+    print(f"exported {manifest['model_version']} (K={manifest['slate_size']}, {manifest['variant']}) -> {args.out_dir}")
+    return 0
+
+
+def _add_export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="directory for model.onnx, model.pt and manifest.json")
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from rl_fyp.jobs import resume_dir, train_job
 
@@ -163,6 +180,18 @@ COMMANDS: dict[str, Command] = {
         add_args=(_add_eval_args,),
         positional="checkpoint",
     ),
+    "export": Command(
+        help="export a checkpoint's policy as ONNX + TorchScript + manifest.json",
+        description=(
+            "Write the policy of a training checkpoint as a standalone re-ranker: model.onnx, "
+            "model.pt (TorchScript) and manifest.json (feature schema, K, versions, SHA-256 of "
+            "every file), loadable without Ray by rl_fyp.serving.Reranker."
+        ),
+        run=_run_export,
+        positional="checkpoint",
+        add_args=(_add_export_args,),
+        config_args=False,
+    ),
     "simulate": Command(
         help="run the baseline re-rankers on one seeded cohort and report metrics with 95%% CIs",
         description=(
@@ -189,7 +218,8 @@ def build_parser(prog: str = "rl-fyp") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=cmd.help, description=cmd.description)
         if cmd.positional:
             p.add_argument(cmd.positional, metavar=cmd.positional.upper())
-        add_config_args(p)
+        if cmd.config_args:
+            add_config_args(p)
         for add in cmd.add_args:
             add(p)
         p.set_defaults(run=cmd.run)

@@ -17,6 +17,8 @@ from rl_fyp.config import Config, load_config, write_text_atomic
 __all__ = ["bars", "evaluate_checkpoint", "resume_dir", "train_job"]
 
 BARS_JSON = "bars.json"
+EXPORT_DIR = "export"
+"""Where ``train_job`` exports the final policy (model.onnx, model.pt, manifest.json)."""
 
 
 def resume_dir(out_dir: str | Path) -> Path:
@@ -163,7 +165,7 @@ def evaluate_checkpoint(
 
 
 def train_job(cfg: Config, run_dir: Path, *, resume: bool = False, evaluate: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Trains, then A/B-tests the trained policy against the baselines (``make train``).
+    """Trains, A/B-tests the trained policy against the baselines, exports it (``make train``).
 
     Args:
         cfg: The run config.
@@ -173,7 +175,8 @@ def train_job(cfg: Config, run_dir: Path, *, resume: bool = False, evaluate: boo
         log: Receives progress lines, the table and the bars.
 
     Returns:
-        ``{"checkpoint": path, "results": results or None, "bars": bars or None}``.
+        ``{"checkpoint": path, "results": results or None, "bars": bars or None,
+        "export": export directory}``.
     """
     from rl_fyp.training import train
 
@@ -196,5 +199,10 @@ def train_job(cfg: Config, run_dir: Path, *, resume: bool = False, evaluate: boo
         out["results"] = results
         if name in results:
             out["bars"] = _report_bars(run_dir, results, name, log)
+    from rl_fyp.export import export_checkpoint
+
+    manifest = export_checkpoint(result.checkpoint, run_dir / EXPORT_DIR)
+    out["export"] = str(run_dir / EXPORT_DIR)
+    log(f"exported the policy ({manifest['model_version']}) -> {run_dir / EXPORT_DIR}")
     log(f"run finished in {time.perf_counter() - t0:.0f} s; everything is under {run_dir}")
     return out

@@ -63,6 +63,7 @@ def test_train_py_small_trains_evaluates_and_logs(tmp_path: Path) -> None:
     assert list((out / "wandb").glob("offline-run-*"))
     assert (out / "plots" / "learning_curve.png").is_file()
     assert (out / "bars.json").is_file()
+    assert json.loads((out / "export" / "manifest.json").read_text())["slate_size"] == 4
     # Visible progress: the bar on stderr, the table and the bars on stdout.
     assert "train:" in proc.stdout and "days_active" in proc.stdout and "bars:" in proc.stdout
     assert "2/2" in proc.stderr
@@ -112,6 +113,9 @@ def test_evaluate_a_checkpoint_is_deterministic(tmp_path: Path) -> None:
     assert a.returncode == 0 and b.returncode == 0, (a.stderr[-2000:], b.stderr[-2000:])
     ra, rb = results_of(tmp_path / "a"), results_of(tmp_path / "b")
     assert "ppo" in ra and ra == rb
+    exported = run(["-m", "rl_fyp", "export", str(ckpt), str(tmp_path / "model")])
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert {"model.onnx", "model.pt", "manifest.json"} <= {p.name for p in (tmp_path / "model").iterdir()}
 
 
 def test_simulate_runs_the_baselines_from_another_directory(tmp_path: Path) -> None:
