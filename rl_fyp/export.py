@@ -18,7 +18,6 @@ opset 17, one self-contained file) and ``torch.jit.trace``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -30,15 +29,12 @@ from torch import nn
 from envs.ranking import candidate_feature_names, user_feature_names
 from rl_fyp.config import Config, config_hash, load_config, write_text_atomic
 from rl_fyp.slate_distribution import MASKED_SCORE
+from rl_fyp.serving import FORMAT_VERSION, MANIFEST, MODEL_ONNX, sha256
 from rl_fyp.slate_module import SlateRLModule, SlateScoreNet
 
 __all__ = ["MANIFEST", "MODEL_ONNX", "MODEL_TS", "SlateInference", "export_policy", "sha256"]
 
-MODEL_ONNX = "model.onnx"
 MODEL_TS = "model.pt"
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-"""Version of the manifest's layout; a loader refuses versions it does not know."""
 OPSET = 17
 
 
@@ -82,15 +78,6 @@ class SlateInference(nn.Module):
             sim = torch.bmm(keys, key.transpose(1, 2))[..., 0]
             max_sim = sim if j == 0 else torch.maximum(max_sim, sim)
         return torch.stack(picks, dim=1), scores
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _example(module: SlateRLModule, batch: int = 2, n: int | None = None) -> tuple[torch.Tensor, ...]:

@@ -129,7 +129,7 @@ def evaluate_checkpoint(
     out_dir: Path | None = None,
     *,
     log: Callable[[str], None] = print,
-) -> dict:
+) -> tuple[dict, dict | None]:
     """A/B-tests a checkpoint's policy against the baselines.
 
     Args:
@@ -139,7 +139,8 @@ def evaluate_checkpoint(
         log: Receives progress lines and the table.
 
     Returns:
-        The results dict (as written to ``results.json``).
+        The results dict (as written to ``results.json``) and the bars (None when the
+        trained policy is not among ``eval.policies``).
     """
     from rl_fyp.evaluate import evaluate_policies
     from rl_fyp.policy import ModulePolicy, load_module
@@ -159,9 +160,7 @@ def evaluate_checkpoint(
         out_dir = checkpoint.parent.parent / f"eval-{checkpoint.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = evaluate_policies(cfg, out_dir, trained={name: ModulePolicy(module, name)}, log=log)
-    if name in results:
-        _report_bars(out_dir, results, name, log)
-    return results
+    return results, (_report_bars(out_dir, results, name, log) if name in results else None)
 
 
 def train_job(cfg: Config, run_dir: Path, *, resume: bool = False, evaluate: bool = True, log: Callable[[str], None] = print) -> dict:
@@ -188,17 +187,8 @@ def train_job(cfg: Config, run_dir: Path, *, resume: bool = False, evaluate: boo
     )
     out: dict = {"checkpoint": str(result.checkpoint), "results": None, "bars": None}
     if evaluate:
-        from rl_fyp.evaluate import evaluate_policies
-        from rl_fyp.policy import ModulePolicy, load_module
-        from rl_fyp.training import CHECKPOINT_CONFIG
-
-        run_cfg = load_config(result.checkpoint / CHECKPOINT_CONFIG)
-        name = run_cfg.train.algo.lower()
-        policy = ModulePolicy(load_module(result.checkpoint), name)
-        results = evaluate_policies(run_cfg, run_dir, trained={name: policy}, log=log)
-        out["results"] = results
-        if name in results:
-            out["bars"] = _report_bars(run_dir, results, name, log)
+        # The checkpoint's own config: on --resume it is the run's, whatever was passed.
+        out["results"], out["bars"] = evaluate_checkpoint(result.checkpoint, out_dir=run_dir, log=log)
     from rl_fyp.export import export_checkpoint
 
     manifest = export_checkpoint(result.checkpoint, run_dir / EXPORT_DIR)

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ModelIntegrityError", "RequestError", "Reranker"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "MODEL_ONNX", "ModelIntegrityError", "RequestError", "Reranker", "sha256"]
 
 MANIFEST = "manifest.json"
 MODEL_ONNX = "model.onnx"
 FORMAT_VERSION = 1
+"""Version of the manifest's layout; a loader refuses versions it does not know."""
 
 
 class ModelIntegrityError(RuntimeError):
@@ -37,7 +38,8 @@ class RequestError(ValueError):
     """A re-ranking request does not match the model's input schema."""
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -92,7 +94,7 @@ class Reranker:
             f = root / name
             if not f.is_file():
                 raise ModelIntegrityError(f"{f} is missing")
-            actual = _sha256(f)
+            actual = sha256(f)
             if actual != digest:
                 raise ModelIntegrityError(f"{f}: checksum mismatch (manifest {digest[:12]}..., file {actual[:12]}...)")
         opts = ort.SessionOptions()
