@@ -18,6 +18,7 @@ import numba as nb
 import numpy as np
 
 from envs.config import CatalogConfig
+from envs.features import count_features, count_features_nb, slow_features
 
 __all__ = ["Catalog", "ITEM_STATIC_NAMES", "STAGE_GRADUATED", "STAGE_SUPPRESSED", "STAGE_TEST"]
 
@@ -93,6 +94,8 @@ class Catalog:
         creator_followers: (C,) float32; creator_recent: (C, Lc) int32 latest uploads.
         i2i: (n, k) int32 co-engagement neighbours.
         sound_level: (S,) float32 trend level in [0, 1].
+        feature_h: (n,) float64 world time of each row's last slow-feature update (the
+            age, trend and creator columns are as of then, like a feature store's snapshot).
     """
 
     def __init__(self, cfg: CatalogConfig, rng: np.random.Generator) -> None:
@@ -164,6 +167,7 @@ class Catalog:
         # featurising a candidate costs one gather of adjacent cache lines instead of one
         # miss per array. `emb`, `item_static` and `comp_logit` are views into it.
         self.item_table = np.zeros((n, self.table_width), f32)
+        self.feature_h = np.zeros(n, np.float64)  # world hour of each row's last slow-feature update
         self.item_table[:, :d] = self.emb
         self.emb = self.item_table[:, :d]
         self.item_static = self.item_table[:, d : d + len(ITEM_STATIC_NAMES)]
@@ -231,24 +235,20 @@ class Catalog:
         self.region[rows] = self.creator_region[creators]
 
     def _update_comp_logit(self, rows: np.ndarray) -> None:
-        # Beta(1.2, 2) prior: an unseen video is assumed to complete a little under 40%.
-        imp = self.impressions[rows]
-        rate = (self.completions[rows] + 1.2) / (imp + 3.2)
-        self.comp_logit[rows] = np.log(rate / (1.0 - rate))
         st = self.item_static
-        st[rows, 0] = np.log1p(imp) / 10.0
-        st[rows, 1] = rate
-        st[rows, 2] = 10.0 * (self.engagements[rows] + 0.1) / (imp + 2.0)
+        self.comp_logit[rows], st[rows, 0], st[rows, 1], st[rows, 2] = count_features(
+            self.impressions[rows], self.completions[rows], self.engagements[rows]
+        )
 
     def _update_static(self, rows: np.ndarray | slice) -> None:
         """Recompute the slowly changing per-video features (trend, age, creator, duration)."""
-        st = self.item_static
-        dur = self.duration_s[rows]
-        st[rows, 3] = self.sound_level[self.sound[rows]]
-        st[rows, 4] = np.log1p(np.maximum(self.now_h - self.upload_h[rows], 0.0)) / 8.0
-        st[rows, 5] = np.log1p(self.creator_followers[self.creator[rows]]) / 15.0
-        st[rows, 6] = np.log(dur) / 6.0
-        st[rows, 7] = 0.3 * np.sqrt(15.0 / np.maximum(dur, 15.0))
+        self.feature_h[rows] = self.now_h
+        cols = slow_features(
+            self.sound_level[self.sound[rows]], self.now_h - self.upload_h[rows],
+            self.creator_followers[self.creator[rows]], self.duration_s[rows],
+        )
+        for j, col in enumerate(cols):
+            self.item_static[rows, 3 + j] = col
 
     # ------------------------------------------------------------------ world clock
     def advance(self, dt_h: float, rng: np.random.Generator) -> None:
@@ -317,6 +317,7 @@ class Catalog:
         comp = rng.binomial(imp, population_completion(self.quality[pool], self.duration_s[pool]))
         self.impressions[pool] += imp
         self.completions[pool] += comp
+        self._update_comp_logit(pool)  # the features follow the counts, as after any impression
         self.judge_tests(pool)
 
     def judge_tests(self, rows: np.ndarray) -> None:
@@ -427,10 +428,8 @@ def _record_kernel(items, seen, completed, engaged, impressions, completions, en
             if engaged[b, k]:
                 engagements[i] += 1.0
             imp = impressions[i]
-            rate = (completions[i] + 1.2) / (imp + 3.2)  # same prior as Catalog._update_comp_logit
-            comp_logit[i] = np.log(rate / (1.0 - rate))
-            item_static[i, 0] = np.log1p(imp) / 10.0
-            item_static[i, 1] = rate
-            item_static[i, 2] = 10.0 * (engagements[i] + 0.1) / (imp + 2.0)
+            comp_logit[i], item_static[i, 0], item_static[i, 1], item_static[i, 2] = count_features_nb(
+                imp, completions[i], engagements[i]
+            )
             if stage[i] == STAGE_TEST and imp >= test_audience:
                 stage[i] = STAGE_GRADUATED if completions[i] / imp >= graduation_rate else STAGE_SUPPRESSED

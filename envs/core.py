@@ -158,6 +158,88 @@ class FeedSimulator:
         truncated = (u.clock_h >= self.cfg.horizon_h) & active & ~terminated
         return StepOutcome(fb, terminated, truncated)
 
+    # ------------------------------------------------------------------ raw records
+    def request_records(self, b: int, *, with_ranker: bool = True) -> tuple[dict, list[dict]]:
+        """The last observation of slot `b` as the raw records a production log would hold.
+
+        The user record (context, session so far, history, the platform's estimate) and
+        one record per valid candidate (the video's embedding, statistics as of the
+        feature snapshot, creator, topic, retrieval source, and the ranker's outputs),
+        in the fields of :data:`envs.features.USER_RECORD_FIELDS` and
+        :data:`envs.features.CANDIDATE_RECORD_FIELDS`. Serving's feature builder
+        (:class:`envs.features.RecordFeatures`) turns them back into this observation's
+        features; the parity tests check that it does.
+
+        Args:
+            b: The user slot.
+            with_ranker: Include the ranker's outputs (as a production ranker would send them).
+
+        Returns:
+            ``(user, candidates)``, JSON-able; ``candidates[i]["id"]`` is the catalog row,
+            in the order of the observation's valid candidates.
+        """
+        from envs.features import RANKER_FIELDS
+
+        u, cat, obs = self.users, self.catalog, self.obs
+        d = self.cfg.catalog.latent_dim
+        M, E = self.cfg.observation.history_len, self.cfg.retrieval.recent_engaged_len
+
+        def ring(ptr: int, size: int) -> np.ndarray:
+            # Ring slots oldest first.
+            n = min(ptr, size)
+            return (np.arange(ptr - n, ptr) % size) if ptr > size else np.arange(n)
+
+        hist = ring(int(u.hist_ptr[b]), M)
+        eng = ring(int(u.engaged_ptr[b]), E)
+        fol = ring(int(u.follow_ptr[b]), u.follows.shape[1])
+        user = {
+            "local_hour": float(u.local_hour()[b]),
+            "hours_since_first_visit": float(u.clock_h[b]),
+            "session_requests": int(u.session_requests[b]),
+            "session_watch_s": float(u.session_time_s[b]),
+            "session_videos": int(u.session_videos[b]),
+            "sessions": int(u.sessions[b]),
+            "last_gap_h": float(u.last_gap_h[b]),
+            "region": int(u.region[b]),
+            "language": int(u.language[b]),
+            "device": int(u.device[b]),
+            "embedding": u.u_hat[b].tolist(),
+            "topic_preference": u.p_hat[b].tolist(),
+            "signup_topics": np.flatnonzero(u.signup[b]).tolist(),
+            "follows": [int(c) for c in u.follows[b, fol] if c >= 0],
+            "history": [
+                {
+                    "embedding": cat.emb[u.hist_item[b, h]].tolist(),
+                    "watch_ratio": float(u.hist_ratio[b, h]),
+                    "like": bool(u.hist_like[b, h]),
+                    "fast_skip": bool(u.hist_skip[b, h]),
+                }
+                for h in hist
+            ],
+            "recent_engaged": [cat.emb[u.engaged[b, r]].tolist() for r in eng],
+        }
+        cands = []
+        for n in np.flatnonzero(obs.mask[b]):
+            i = int(obs.item_ids[b, n])
+            rec = {
+                "id": i,
+                "embedding": cat.emb[i].tolist(),
+                "topic": int(cat.topic[i]),
+                "creator": int(cat.creator[i]),
+                "source": int(obs.source[b, n]),
+                "impressions": float(cat.impressions[i]),
+                "completions": float(cat.completions[i]),
+                "engagements": float(cat.engagements[i]),
+                "trend_level": float(cat.item_static[i, 3]),
+                "age_h": float(cat.feature_h[i] - cat.upload_h[i]),
+                "creator_followers": float(cat.creator_followers[cat.creator[i]]),
+                "duration_s": float(cat.duration_s[i]),
+            }
+            if with_ranker:
+                rec["ranker"] = {k: float(obs.candidates[b, n, d + j]) for j, k in enumerate(RANKER_FIELDS)}
+            cands.append(rec)
+        return user, cands
+
     # ------------------------------------------------------------------ diagnostics
     def estimate_similarity(self) -> np.ndarray:
         """(B,) cosine between the platform's user estimate and the true mean interest."""

@@ -159,6 +159,10 @@ class UserState:
         self.days_active[slots] = 1  # the first session opens day 0
         self.last_active_day[slots] = np.floor(self.start_hour[slots] / 24.0).astype(np.int64)
 
+    def local_hour(self) -> np.ndarray:
+        """(B,) float64 local hour of day of each user, in [0, 24)."""
+        return (self.start_hour + self.clock_h) % 24.0
+
     def true_interest(self) -> np.ndarray:
         """(B, d) unit mean of each user's interest components (for diagnostics and oracles)."""
         w = np.where(self.interest_off > -9.0, np.exp(4.0 * self.interest_off), 0.0)

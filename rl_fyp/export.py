@@ -8,7 +8,9 @@ The exported graph is the policy's deterministic inference, the same slates that
              scores (B, N) float32 policy scores (masked candidates at -1e9)
 
 B and N are dynamic (any N >= K). ``manifest.json`` records the model version, the
-rl-fyp version, K, the variant, the feature schema (names, order, dtypes, shapes), the
+rl-fyp version, K, the variant, the feature schema (names, order, dtypes, shapes, what
+each feature means and how it is normalised), the feature builder's layout (so serving
+builds features from raw records with the simulator's code, :mod:`envs.features`), the
 training config's hash and the SHA-256 of every file, so a loader can refuse a tampered
 or mismatched model (:mod:`rl_fyp.serving`).
 
@@ -26,15 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from envs.ranking import candidate_feature_names, user_feature_names
+from envs.features import FeatureSpec, candidate_feature_names, feature_schema, user_feature_names
 from rl_fyp.config import Config, config_hash, load_config, write_text_atomic
 from rl_fyp.slate_distribution import MASKED_SCORE
-from rl_fyp.serving import FORMAT_VERSION, MANIFEST, MODEL_ONNX, sha256
+from rl_fyp.serving import FORMAT_VERSION, MANIFEST, MODEL_ONNX, MODEL_TS, sha256
 from rl_fyp.slate_module import SlateRLModule, SlateScoreNet
 
 __all__ = ["MANIFEST", "MODEL_ONNX", "MODEL_TS", "SlateInference", "export_policy", "sha256"]
 
-MODEL_TS = "model.pt"
 OPSET = 17
 
 
@@ -131,7 +132,9 @@ def export_policy(module: SlateRLModule, cfg: Config, out_dir: str | Path, *, mo
         )
         traced = torch.jit.freeze(torch.jit.trace(graph, example, check_trace=False))
         traced.save(str(out / MODEL_TS))
-    u_names, c_names = user_feature_names(cfg.env), candidate_feature_names(cfg.env)
+    spec = FeatureSpec.from_env(cfg.env)
+    u_names, c_names = user_feature_names(spec), candidate_feature_names(spec)
+    schema = feature_schema(spec)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_version": model_version or config_hash(cfg),
@@ -140,11 +143,17 @@ def export_policy(module: SlateRLModule, cfg: Config, out_dir: str | Path, *, mo
         "variant": module.pi.variant,
         "slate_size": module.k,
         "inputs": {
-            "user": {"dtype": "float32", "shape": ["batch", len(u_names)], "features": list(u_names)},
+            "user": {
+                "dtype": "float32",
+                "shape": ["batch", len(u_names)],
+                "features": list(u_names),
+                "schema": schema["user"],
+            },
             "candidates": {
                 "dtype": "float32",
                 "shape": ["batch", "n_candidates", len(c_names)],
                 "features": list(c_names),
+                "schema": schema["candidates"],
                 "categorical": {"source": module.pi.n_sources},
             },
             "mask": {"dtype": "int8", "shape": ["batch", "n_candidates"], "meaning": "1 = valid candidate"},
@@ -153,7 +162,11 @@ def export_policy(module: SlateRLModule, cfg: Config, out_dir: str | Path, *, mo
             "slate": {"dtype": "int64", "shape": ["batch", module.k], "meaning": "candidate positions, best first"},
             "scores": {"dtype": "float32", "shape": ["batch", "n_candidates"], "meaning": f"policy scores; masked = {MASKED_SCORE:g}"},
         },
-        "normalisation": "raw features as envs.ranking.build_observation emits them; the model applies its own transforms",
+        "normalisation": (
+            "features as envs.features emits them (each feature's schema entry says how it is normalised); "
+            "the model applies its own transforms on top"
+        ),
+        "feature_builder": spec.to_dict(),
         "files": {name: sha256(out / name) for name in (MODEL_ONNX, MODEL_TS)},
     }
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
