@@ -11,47 +11,22 @@ import numpy as np
 import pytest
 import torch
 
-from envs.feed_env import FeedVectorEnv
-from rl_fyp.config import REPO_ROOT, Config, load_config
-from rl_fyp.export import export_policy
+from rl_fyp.config import REPO_ROOT
 from rl_fyp.policy import ModulePolicy
 from rl_fyp.serving import ModelIntegrityError, RequestError, Reranker
-from rl_fyp.slate_module import SlateRLModule, module_config
-
-
-def trained_like_module(cfg: Config) -> SlateRLModule:
-    env = FeedVectorEnv(num_envs=1, config=cfg.env)
-    torch.manual_seed(0)
-    m = SlateRLModule(
-        observation_space=env.single_observation_space,
-        action_space=env.single_action_space,
-        model_config=module_config(cfg.model, cfg.env),
-    )
-    with torch.no_grad():  # move the zero-initialised output layer so the scorer matters
-        m.pi.cand_out.weight.normal_(0.0, 0.5)
-    return m.eval()
 
 
 @pytest.fixture(scope="module", params=["pointwise", "sequential"])
-def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    cfg = load_config("small", [f"model.variant={request.param}"])
-    module = trained_like_module(cfg)
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, make_export):
     out = tmp_path_factory.mktemp(f"export-{request.param}")
-    manifest = export_policy(module, cfg, out)
+    cfg, module, manifest = make_export(out, request.param)
     return cfg, module, out, manifest
 
 
-def observations(cfg: Config, n: int, batch: int = 32) -> dict[str, np.ndarray]:
-    c = load_config("small", [f"env.retrieval.n_candidates={n}"])
-    env = FeedVectorEnv(num_envs=batch, config=c.env)
-    obs, _ = env.reset(seed=5)
-    return obs
-
-
 @pytest.mark.parametrize("n", [40, 75])
-def test_onnx_and_torchscript_reproduce_the_module(exported, n: int) -> None:
+def test_onnx_and_torchscript_reproduce_the_module(exported, n: int, make_observations) -> None:
     cfg, module, out, _ = exported
-    obs = observations(cfg, n)
+    obs = make_observations(n)
     obs["mask"][:, ::3] = 0  # masked candidates must never be picked
     expected = ModulePolicy(module)(obs)
     order, scores = Reranker.load(out).rerank(obs["user"], obs["candidates"], obs["mask"])
@@ -74,9 +49,9 @@ def test_manifest_describes_the_schema(exported) -> None:
     assert set(manifest["files"]) == {"model.onnx", "model.pt"}
 
 
-def test_single_request_and_k(exported) -> None:
+def test_single_request_and_k(exported, make_observations) -> None:
     cfg, _, out, _ = exported
-    obs = observations(cfg, 40, batch=1)
+    obs = make_observations(40, batch=1)
     r = Reranker.load(out)
     order, scores = r.rerank(obs["user"][0], obs["candidates"][0], k=2)
     batch_order, _ = r.rerank(obs["user"], obs["candidates"])
@@ -96,9 +71,9 @@ def test_single_request_and_k(exported) -> None:
         (lambda u, c, m: (u, np.where(np.arange(c.shape[2]) == c.shape[2] - 1, 99.0, c), m), "source feature"),
     ],
 )
-def test_bad_requests_raise_a_request_error(exported, mutate, message: str) -> None:
+def test_bad_requests_raise_a_request_error(exported, mutate, message: str, make_observations) -> None:
     cfg, _, out, _ = exported
-    obs = observations(cfg, 40, batch=2)
+    obs = make_observations(40, batch=2)
     u, c, m = mutate(obs["user"], obs["candidates"], obs["mask"])
     with pytest.raises(RequestError, match=message):
         Reranker.load(out).rerank(u, c, m)
