@@ -11,8 +11,9 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from rl_fyp.config import Config, load_config, write_text_atomic
+from rl_fyp.config import Config, ConfigError, load_config, write_text_atomic
 
 __all__ = ["bars", "evaluate_checkpoint", "resume_dir", "train_job"]
 
@@ -128,14 +129,18 @@ def evaluate_checkpoint(
     cfg: Config | None = None,
     out_dir: Path | None = None,
     *,
+    rules: Any = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict, dict | None]:
-    """A/B-tests a checkpoint's policy against the baselines.
+    """A/B-tests a checkpoint's policy, or an exported model, against the baselines.
 
     Args:
-        checkpoint: A training checkpoint directory.
-        cfg: The config to evaluate under; None uses the checkpoint's own config.
-        out_dir: Where results go; None = ``<checkpoint>/../../eval-<checkpoint name>/``.
+        checkpoint: A training checkpoint directory, or an export directory (``rl-fyp
+            export``'s, with ``manifest.json``): the exported model then runs on the
+            serving runtime (onnxruntime), with ``rules`` after it.
+        cfg: The config to evaluate under; None uses the checkpoint's (or export's) own.
+        out_dir: Where results go; None = ``<run>/eval-<checkpoint name>/``.
+        rules: :class:`rl_fyp.rules.BusinessRules` for an exported model (default none).
         log: Receives progress lines and the table.
 
     Returns:
@@ -143,23 +148,30 @@ def evaluate_checkpoint(
         trained policy is not among ``eval.policies``).
     """
     from rl_fyp.evaluate import evaluate_policies
-    from rl_fyp.policy import ModulePolicy, load_module
+    from rl_fyp.policy import ExportedPolicy, ModulePolicy, load_module
+    from rl_fyp.serving import EXPORT_CONFIG, MANIFEST, Reranker
     from rl_fyp.training import CHECKPOINT_CONFIG
 
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    exported = (checkpoint / MANIFEST).is_file()
+    if rules is not None and not exported:
+        raise ConfigError("--rules", f"business rules apply to an exported model; {checkpoint} is not an export directory")
     if cfg is None:
-        cfg_file = checkpoint / CHECKPOINT_CONFIG
+        cfg_file = checkpoint / (EXPORT_CONFIG if exported else CHECKPOINT_CONFIG)
         if not cfg_file.exists():
             raise FileNotFoundError(f"{cfg_file} is missing: pass --config for this checkpoint")
         cfg = load_config(cfg_file)
-    module = load_module(checkpoint)
     name = cfg.train.algo.lower()
+    if exported:
+        policy: Any = ExportedPolicy(Reranker.load(checkpoint, rules=rules), name)
+    else:
+        policy = ModulePolicy(load_module(checkpoint), name)
     if out_dir is None:
-        out_dir = checkpoint.parent.parent / f"eval-{checkpoint.name}"
+        out_dir = (checkpoint.parent if exported else checkpoint.parent.parent) / f"eval-{checkpoint.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = evaluate_policies(cfg, out_dir, trained={name: ModulePolicy(module, name)}, log=log)
+    results = evaluate_policies(cfg, out_dir, trained={name: policy}, log=log)
     return results, (_report_bars(out_dir, results, name, log) if name in results else None)
 
 

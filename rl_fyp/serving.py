@@ -33,6 +33,7 @@ from rl_fyp.rules import BusinessRules, apply_rules, preference_order
 
 __all__ = [
     "BACKENDS",
+    "EXPORT_CONFIG",
     "FORMAT_VERSION",
     "MANIFEST",
     "MODEL_ONNX",
@@ -47,6 +48,8 @@ __all__ = [
 MANIFEST = "manifest.json"
 MODEL_ONNX = "model.onnx"
 MODEL_TS = "model.pt"
+EXPORT_CONFIG = "config.yaml"
+"""The training config, in the export so the A/B test can rerun the exported model."""
 FORMAT_VERSION = 1
 """Version of the manifest's layout; a loader refuses versions it does not know."""
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_fyp.config import REPO_ROOT
+from rl_fyp.config import REPO_ROOT, load_config
 from rl_fyp.policy import ModulePolicy
 from rl_fyp.serving import ModelIntegrityError, RequestError, Reranker
 
@@ -46,7 +46,10 @@ def test_manifest_describes_the_schema(exported) -> None:
     assert manifest["slate_size"] == cfg.env.slate_size
     assert len(manifest["inputs"]["user"]["features"]) == module.observation_space["user"].shape[0]
     assert manifest["inputs"]["candidates"]["features"][-1] == "source"
-    assert set(manifest["files"]) == {"model.onnx", "model.pt"}
+    assert set(manifest["files"]) == {"model.onnx", "model.pt", "config.yaml"}
+    assert [e["name"] for e in manifest["inputs"]["candidates"]["schema"]] == manifest["inputs"]["candidates"]["features"]
+    assert manifest["parity"]["slates_identical"] and manifest["parity"]["max_score_diff_onnx"] <= 1e-5
+    assert load_config(out / "config.yaml") == cfg
 
 
 def test_single_request_and_k(exported, make_observations) -> None:

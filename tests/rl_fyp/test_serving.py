@@ -162,3 +162,31 @@ def test_bad_feature_requests_name_the_problem(live, change, message: str) -> No
 def test_bad_payloads(small_export, payload, message: str) -> None:
     with pytest.raises(RequestError, match=message):
         Reranker.load(small_export[2]).rerank_request(payload)
+
+
+def test_the_exported_model_reproduces_the_trained_policys_ab_table(small_export, tmp_path) -> None:
+    from rl_fyp.config import load_config
+    from rl_fyp.evaluate import evaluate_policies
+    from rl_fyp.jobs import evaluate_checkpoint
+
+    cfg, module, out = small_export
+    cfg = load_config(out / "config.yaml", ["eval.policies=[ppo, greedy]", "eval.tune_heuristics=false", "eval.n_users=48"])
+    trained = evaluate_policies(cfg, tmp_path / "module", trained={"ppo": ModulePolicy(module)}, log=lambda _: None)
+    exported, bars = evaluate_checkpoint(out, cfg=cfg, out_dir=tmp_path / "export", log=lambda _: None)
+    assert exported == trained
+    assert bars is not None and (tmp_path / "export" / "results.json").read_text() == (tmp_path / "module" / "results.json").read_text()
+
+
+def test_an_exported_policy_with_rules_reads_creators_from_the_catalog(small_export) -> None:
+    from rl_fyp.policy import ExportedPolicy
+
+    cfg, _, out = small_export
+    policy = ExportedPolicy(Reranker.load(out, rules=BusinessRules(no_adjacent_creator=True)))
+    assert policy.needs_sim
+    env = FeedVectorEnv(num_envs=16, config=cfg.env)
+    obs, _ = env.reset(seed=4)
+    for _ in range(3):
+        slates = policy(obs, env.sim)
+        creators = env.sim.catalog.creator[np.take_along_axis(env.sim.obs.item_ids, slates, axis=1)]
+        assert (creators[:, 1:] != creators[:, :-1]).all()
+        obs, *_ = env.step(slates)
