@@ -79,7 +79,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         "--address",
         metavar="ADDR",
         default=None,
-        help="join a Ray cluster (auto, HOST:6379 or ray://HOST:10001) instead of starting a local Ray",
+        help=(
+            "run on a Ray cluster instead of a local Ray: join it (auto, HOST:6379, ray://HOST:10001) "
+            "or submit the run as a Ray job (http://HEAD:8265)"
+        ),
     )
     parser.add_argument("--no-eval", action="store_true", help="train only: skip the A/B evaluation")
 
@@ -145,15 +148,40 @@ def _add_export_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from rl_fyp.cluster import is_job_address
     from rl_fyp.jobs import resume_dir, train_job
 
     cfg = config_from_args(args)
+    if is_job_address(cfg.train.address):
+        return _submit_train(args, cfg)
     if args.resume:
         run_dir = Path(args.out) if args.out else resume_dir(cfg.out_dir)
     else:
         run_dir = _run_dir(args, cfg)
     train_job(cfg, run_dir, resume=args.resume, evaluate=not args.no_eval)
     return 0
+
+
+def _submit_train(args: argparse.Namespace, cfg: Config) -> int:
+    """``train --address http(s)://HEAD:8265``: the same command line, as a Ray job on the cluster."""
+    from rl_fyp.cluster import job_entrypoint, job_options, submit_train_job
+    from rl_fyp.config import resolve_config_path
+
+    entrypoint = job_entrypoint(
+        config=args.config,
+        config_path=resolve_config_path(args.config) if args.config else None,
+        overrides=args.overrides,
+        options=job_options(vars(args)),
+        excludes=cfg.train.ship_excludes if cfg.train.ship_code else None,
+    )
+    out = Path(args.out) if args.out else Path(cfg.out_dir)
+    if not out.is_absolute():
+        print(
+            f"note: the run directory {out} is relative: on the cluster it lands inside the job's working "
+            "directory, which Ray deletes later; pass an absolute --out (or out_dir) on storage you keep",
+            file=sys.stderr,
+        )
+    return submit_train_job(cfg, entrypoint)
 
 
 COMMANDS: dict[str, Command] = {

@@ -14,6 +14,7 @@ dotted key (``env.catalog.n_itemz: unknown key (did you mean 'n_items'?) ...``).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,11 +43,13 @@ __all__ = [
     "POLICY_NAMES",
     "TRAINED_NAMES",
     "REPO_ROOT",
+    "SHIP_EXCLUDES",
     "Config",
     "ConfigError",
     "EvalConfig",
     "LoggingConfig",
     "ModelConfig",
+    "ResourceConfig",
     "TrainConfig",
     "config_hash",
     "load_config",
@@ -74,6 +77,9 @@ MODEL_VARIANTS = ("pointwise", "sequential")
 """Slate module variants: ``pointwise`` scores each candidate alone (Plackett-Luce over
 the scores); ``sequential`` picks slots one by one, each pick's scores conditioned on the
 videos already picked (a learned, per-user similarity penalty)."""
+SHIP_EXCLUDES = (".venv", ".git", "runs", "wandb", "**/__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis", "build", "dist")
+"""What ``runtime_env`` never ships to a cluster: environments, caches, run outputs."""
+_ADDRESS = re.compile(r"^(auto|(ray|https?)://[^\s/]+(:\d+)?/?|[^\s:/]+:\d+|\[[0-9a-fA-F:.]+\]:\d+)$")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,20 @@ class ModelConfig:
     diversity_init: float = param(30.0, ge=0.0, le=100.0)
     """``sequential`` only: the initial similarity penalty ``beta`` (score units per unit of
     cosine to an already-picked video); the policy learns it per user."""
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """A custom Ray resource and the amount of it a worker needs."""
+
+    name: str = param("")
+    """Resource name, as nodes advertise it (``ray start --resources='{"NAME": 4}'``)."""
+    amount: float = param(1.0, gt=0.0, le=1e9)
+    """Amount needed by one worker."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.name.strip()), "name", "must not be empty")
+        check(self.name not in ("CPU", "GPU", "memory"), "name", f"{self.name!r} is a built-in resource, not a custom one")
 
 
 @dataclass(frozen=True)
@@ -143,9 +163,51 @@ class TrainConfig:
     torch_threads: int = param(2, ge=1, le=1024)
     """torch intra-op threads in the driver/learner (1 when remote env runners share the cores)."""
     address: str = param("")
-    """Ray cluster to join (``auto``, ``HOST:6379`` or ``ray://HOST:10001``); empty starts a local Ray."""
+    """Ray cluster to run on: ``auto`` or ``HOST:6379`` (join as a driver), ``ray://HOST:10001``
+    (Ray Client), ``http://HEAD:8265`` (submit the run as a Ray job); empty starts a local Ray."""
     num_cpus: int = param(0, ge=0, le=100_000)
     """CPUs a local Ray may use; 0 = all of this machine's."""
+    num_cpus_per_env_runner: float = param(1.0, ge=0.0, le=1024.0)
+    """CPUs Ray reserves for each remote env runner (fractions share a core)."""
+    custom_resources_per_env_runner: tuple[ResourceConfig, ...] = param(())
+    """Custom Ray resources each remote env runner needs, e.g. ``[{name: sim_node, amount: 1}]``
+    places them on nodes started with ``--resources='{"sim_node": 4}'``."""
+    num_learners: int = param(0, ge=0, le=10_000)
+    """Remote learner workers (data-parallel updates, ``train_batch_size`` split between them);
+    0 updates in the driver."""
+    num_gpus_per_learner: float = param(0.0, ge=0.0, le=64.0)
+    """GPUs per learner (the driver's own learner when ``num_learners`` is 0)."""
+    restart_failed_env_runners: bool = param(True)
+    """Replace an env runner that died (a lost node, a killed actor) with an identical one and go on training."""
+    max_env_runner_restarts: int = param(1000, ge=0, le=1_000_000)
+    """Restarts allowed per env runner before the run fails."""
+    env_runner_restart_delay_s: float = param(60.0, ge=0.0, le=86_400.0)
+    """Seconds between an env runner's failure and its restart (lets a preempted node come back)."""
+    ship_code: bool = param(True)
+    """On a cluster (``address`` set), ship this checkout to every worker through Ray's
+    ``runtime_env`` ``working_dir``, so workers import its ``envs``, ``reward`` and ``rl_fyp``."""
+    ship_excludes: tuple[str, ...] = param(SHIP_EXCLUDES)
+    """Paths and gitignore-style patterns left out of the shipped ``working_dir``."""
+
+    def __post_init__(self) -> None:
+        check(
+            not self.address or _ADDRESS.match(self.address) is not None,
+            "address",
+            f"must be auto, HOST:PORT, ray://HOST:PORT or http(s)://HOST:PORT, got {self.address!r}",
+        )
+        learners = max(1, self.num_learners)
+        check(
+            self.train_batch_size % learners == 0,
+            "train_batch_size",
+            f"must be divisible by num_learners ({self.num_learners}), got {self.train_batch_size}",
+        )
+        names = [r.name for r in self.custom_resources_per_env_runner]
+        check(len(set(names)) == len(names), "custom_resources_per_env_runner", f"repeats a resource: {names!r}")
+
+    @property
+    def train_batch_size_per_learner(self) -> int:
+        """Env steps each learner updates on per iteration."""
+        return self.train_batch_size // max(1, self.num_learners)
 
 
 @dataclass(frozen=True)
@@ -230,10 +292,12 @@ class Config:
             "reward.shaping.gamma",
             f"must equal train.gamma ({self.train.gamma}) when shaping is enabled, got {sh.gamma}",
         )
+        per_learner = self.train.train_batch_size_per_learner
         check(
-            self.train.minibatch_size <= self.train.train_batch_size,
+            self.train.minibatch_size <= per_learner,
             "train.minibatch_size",
-            f"must be <= train.train_batch_size ({self.train.train_batch_size}), got {self.train.minibatch_size}",
+            f"must be <= train.train_batch_size ({self.train.train_batch_size}) per learner ({per_learner}), "
+            f"got {self.train.minibatch_size}",
         )
 
 

@@ -168,8 +168,10 @@ def build_algo_config(cfg: Config) -> AlgorithmConfig:
 
     Returns:
         A PPO, APPO or IMPALA config (new API stack) with the slate module, the
-        natively vectorised feed env and the run's seed. Call :func:`register_env`
-        before ``build_algo()``.
+        natively vectorised feed env, the run's seed, and its scale-out: remote env
+        runners (CPUs and custom resources each, restarted when they fail) and learners
+        (GPUs each; ``train.train_batch_size`` is split between them). Call
+        :func:`register_env` before ``build_algo()``.
     """
     t = cfg.train
     if t.algo == "PPO":
@@ -188,9 +190,15 @@ def build_algo_config(cfg: Config) -> AlgorithmConfig:
             num_envs_per_env_runner=t.num_envs_per_env_runner,
             gym_env_vectorize_mode="vector_entry_point",
             rollout_fragment_length=fragment,
-            num_cpus_per_env_runner=1,
+            num_cpus_per_env_runner=t.num_cpus_per_env_runner,
+            custom_resources_per_env_runner={r.name: r.amount for r in t.custom_resources_per_env_runner},
         )
-        .learners(num_learners=0)
+        .learners(num_learners=t.num_learners, num_gpus_per_learner=t.num_gpus_per_learner)
+        .fault_tolerance(
+            restart_failed_env_runners=t.restart_failed_env_runners,
+            max_num_env_runner_restarts=t.max_env_runner_restarts,
+            delay_between_env_runner_restarts_s=t.env_runner_restart_delay_s,
+        )
         .rl_module(
             rl_module_spec=RLModuleSpec(module_class=SlateRLModule, model_config=module_config(cfg.model, cfg.env))
         )
@@ -201,7 +209,7 @@ def build_algo_config(cfg: Config) -> AlgorithmConfig:
     common = dict(
         lr=t.lr,
         gamma=t.gamma,
-        train_batch_size_per_learner=t.train_batch_size,
+        train_batch_size_per_learner=t.train_batch_size_per_learner,
         grad_clip=t.grad_clip,
         grad_clip_by="global_norm",
     )

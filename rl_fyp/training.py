@@ -33,6 +33,7 @@ from rl_fyp.config import Config, config_hash, load_config, save_config, write_t
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "IterationEnd",
     "PROGRESS_COLUMNS",
     "PROGRESS_CSV",
     "TrainResult",
@@ -235,25 +236,33 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def _init_ray(cfg: Config) -> bool:
-    """Starts (or joins) Ray; returns whether this process started it."""
+    """Starts a local Ray, or joins the cluster of ``train.address`` shipping this checkout
+    (``rl_fyp.cluster.ray_init_kwargs``); returns whether this process connected it.
+
+    Already connected (a Tune trial, a test's cluster), it does nothing.
+    """
     import ray
+
+    from rl_fyp.cluster import ray_init_kwargs
 
     if ray.is_initialized():
         return False
-    t = cfg.train
-    env_vars = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if t.address:
-        ray.init(address=t.address, runtime_env={"env_vars": env_vars}, log_to_driver=False)
-    else:
-        # address="local" always starts a fresh instance, never a stale one left by a killed run.
-        ray.init(
-            address="local",
-            num_cpus=t.num_cpus or None,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": env_vars},
-        )
+    ray.init(**ray_init_kwargs(cfg))
     return True
+
+
+@dataclass(frozen=True)
+class IterationEnd:
+    """What :func:`train` hands its ``on_iteration`` hook after each iteration."""
+
+    iteration: int
+    """The iteration just finished (1-based, counting restored ones)."""
+    row: Mapping[str, float]
+    """Its ``progress.csv`` row."""
+    checkpoint: Path | None
+    """The checkpoint saved after it, or None when this iteration saved none."""
+    algo: Any
+    """The RLlib ``Algorithm`` (to inspect its env runners, say); do not stop it."""
 
 
 def train(
@@ -262,6 +271,7 @@ def train(
     *,
     resume: bool = False,
     log: Callable[[str], None] = print,
+    on_iteration: Callable[[IterationEnd], None] | None = None,
 ) -> TrainResult:
     """Trains the slate policy for ``cfg.train.iterations`` iterations.
 
@@ -271,6 +281,8 @@ def train(
         resume: Continue from the newest checkpoint in ``run_dir``, under the config saved
             with it, except ``train.iterations``, which comes from ``cfg``.
         log: Receives status lines.
+        on_iteration: Called after each iteration, once its row is logged and its
+            checkpoint (if any) saved; a Tune trial reports from here.
 
     Returns:
         The final checkpoint and summary figures.
@@ -311,7 +323,9 @@ def train(
         total = cfg.train.iterations
         log(
             f"train: {cfg.train.algo}, {total} iterations x {cfg.train.train_batch_size} env steps, "
-            f"{cfg.train.num_envs_per_env_runner} users per env runner, model {cfg.model.variant}, "
+            f"{cfg.train.num_envs_per_env_runner} users per env runner "
+            f"({cfg.train.num_env_runners or 'none'} remote, {cfg.train.num_learners or 'no'} remote learners), "
+            f"model {cfg.model.variant}, "
             f"config_hash {config_hash(cfg)} -> {run_dir}"
         )
         bar = _ProgressBar(cfg, start, total)
@@ -329,9 +343,12 @@ def train(
             last = _row(result, it, time.perf_counter() - t_start, sampled / dt if dt > 0 else math.nan)
             progress.append(last)
             loggers.log(it, {**_flatten(result), **{f"progress/{k}": v for k, v in last.items()}})
+            saved = None
             if it % cfg.train.checkpoint_every == 0 or it == total:
-                final = _save_checkpoint(algo, cfg, run_dir, it)
+                final = saved = _save_checkpoint(algo, cfg, run_dir, it)
             bar.update(it, last)
+            if on_iteration is not None:
+                on_iteration(IterationEnd(it, last, saved, algo))
         bar.close()
         assert final is not None
         return TrainResult(

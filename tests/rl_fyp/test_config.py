@@ -17,6 +17,7 @@ from rl_fyp.config import (
     EvalConfig,
     LoggingConfig,
     ModelConfig,
+    ResourceConfig,
     TrainConfig,
     config_hash,
     load_config,
@@ -108,6 +109,19 @@ def test_mapping_overrides_and_tuples() -> None:
         (["seed"], "seed"),  # no '='
         (["env.catalog.n_items=[1, 2"], "env.catalog.n_items"),  # not YAML
         (["env..n_items=5"], "env..n_items"),  # empty key part
+        # Distributed training keys.
+        (["train.address=head"], "train.address"),  # no port, no scheme
+        (["train.address=ftp://head:21"], "train.address"),  # not a Ray address
+        (["train.num_learners=3"], "train.train_batch_size"),  # 256 steps do not split over 3 learners
+        (["train.num_learners=4"], "train.minibatch_size"),  # 64 steps per learner < minibatch 128
+        (["train.num_cpus_per_env_runner=-1"], "train.num_cpus_per_env_runner"),
+        (["train.num_gpus_per_learner=-0.5"], "train.num_gpus_per_learner"),
+        (["train.max_env_runner_restarts=-1"], "train.max_env_runner_restarts"),
+        (["train.restart_failed_env_runners=1"], "train.restart_failed_env_runners"),  # int for a bool
+        (["train.custom_resources_per_env_runner=[{name: w, amont: 1}]"], "train.custom_resources_per_env_runner[0].amont"),
+        (["train.custom_resources_per_env_runner=[{name: GPU}]"], "train.custom_resources_per_env_runner[0].name"),
+        (["train.custom_resources_per_env_runner=[{name: w, amount: 0}]"], "train.custom_resources_per_env_runner[0].amount"),
+        (["train.custom_resources_per_env_runner=[{name: w}, {name: w}]"], "train.custom_resources_per_env_runner"),
     ],
 )
 def test_bad_values_name_the_dotted_key(overrides: list[str], key: str) -> None:
@@ -115,6 +129,24 @@ def test_bad_values_name_the_dotted_key(overrides: list[str], key: str) -> None:
         load_config("small", overrides)
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")
+
+
+@pytest.mark.parametrize("address", ["", "auto", "10.0.0.5:6379", "ray://head:10001", "http://head:8265", "https://ray.example.com"])
+def test_cluster_addresses(address: str) -> None:
+    assert load_config("small", {"train.address": address}).train.address == address
+
+
+def test_scale_out_keys_round_trip(tmp_path: Path) -> None:
+    cfg = load_config("small", [
+        "train.num_env_runners=4", "train.num_cpus_per_env_runner=0.5", "train.num_learners=2",
+        "train.num_gpus_per_learner=1", "train.custom_resources_per_env_runner=[{name: sim_node, amount: 0.5}]",
+        "train.ship_excludes=[.venv, data]",
+    ])
+    t = cfg.train
+    assert (t.num_env_runners, t.num_cpus_per_env_runner, t.num_learners, t.num_gpus_per_learner) == (4, 0.5, 2, 1.0)
+    assert t.custom_resources_per_env_runner[0].name == "sim_node" and t.train_batch_size_per_learner == 128
+    assert t.ship_excludes == (".venv", "data") and t.ship_code is True and t.restart_failed_env_runners is True
+    assert load_config(save_config(cfg, tmp_path / "c.yaml")) == cfg
 
 
 def test_unknown_key_suggests_the_right_one() -> None:
@@ -188,7 +220,7 @@ def test_every_field_has_a_docstring() -> None:
     # CleanRL-style docstrings under each field, as envs/config.py has them.
     import inspect
 
-    for cls in (Config, EvalConfig, ModelConfig, TrainConfig, LoggingConfig):
+    for cls in (Config, EvalConfig, ModelConfig, TrainConfig, LoggingConfig, ResourceConfig):
         source = inspect.getsource(cls)
         for f in dataclasses.fields(cls):
             after = source.split(f"    {f.name}: ", 1)[1].split("\n", 2)[1].strip()
