@@ -23,7 +23,8 @@ in :func:`feature_schema`, which the export writes into the model's manifest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -323,6 +324,11 @@ def features_kernel(
             row[d + 19] = cand_src[b, n]
 
 
+features_kernel_serial = nb.njit(fastmath=True, cache=True)(features_kernel.py_func)
+"""The same kernel without threads (``prange`` runs as ``range``): serving builds one
+request at a time, where waking a thread pool costs more than the work."""
+
+
 # ---------------------------------------------------------------------- the layout
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -428,6 +434,58 @@ class RecordError(ValueError):
     """A raw record is malformed; the message names the record and the field."""
 
 
+class _Invalid(Exception):
+    """The column-wise fast path found something wrong; the record-wise checks say what."""
+
+
+_CAND_ALLOWED = frozenset(CANDIDATE_RECORD_FIELDS)
+_CAND_REQUIRED = frozenset(k for k, v in CANDIDATE_RECORD_FIELDS.items() if v.startswith("required"))
+_RANKER_SET = frozenset(RANKER_FIELDS)
+_STAT_FIELDS = ("impressions", "completions", "engagements", "trend_level", "age_h", "creator_followers", "duration_s")
+
+
+_NUMBER_TYPES = frozenset((int, float))
+_ID_TYPES = frozenset((int, str))
+
+
+def _numbers(values: list[Any], flat: Iterable[Any] | None = None) -> np.ndarray:
+    """float64 array of JSON numbers (no bools, strings or non-finite values), else :class:`_Invalid`.
+
+    ``flat`` iterates the scalars of nested ``values``; the type check runs at C speed.
+    """
+    if not set(map(type, values if flat is None else flat)) <= _NUMBER_TYPES:
+        raise _Invalid
+    try:
+        a = np.array(values, dtype=np.float64)
+    except ValueError:  # ragged
+        raise _Invalid from None
+    if not np.isfinite(a).all():
+        raise _Invalid
+    return a
+
+
+def _column(recs: Sequence[Mapping[str, Any]], key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    col = [r[key] for r in recs]
+    if shape is None:
+        return _numbers(col)
+    if set(map(type, col)) != {list}:
+        raise _Invalid
+    a = _numbers(col, itertools.chain.from_iterable(col))
+    if a.shape != shape:
+        raise _Invalid
+    return a
+
+
+def _id_column(recs: Sequence[Mapping[str, Any]], key: str, n: int) -> np.ndarray:
+    col = [r[key] for r in recs]
+    if set(map(type, col)) != {int}:
+        raise _Invalid
+    a = np.array(col, dtype=np.int64)
+    if ((a < 0) | (a >= n)).any():
+        raise _Invalid
+    return a
+
+
 def _num(
     x: Any, where: str, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False, integer: bool = False
 ) -> float:
@@ -478,6 +536,10 @@ def _check_fields(rec: Any, allowed: Mapping[str, str], where: str) -> None:
         raise RecordError(f"{where}: missing field(s) {missing}")
 
 
+_SERIAL_MAX = 8192
+"""Candidate rows up to which :class:`RecordFeatures` builds on one thread."""
+
+
 class RecordFeatures:
     """Builds features from raw records with :func:`features_kernel` (serving's feature builder).
 
@@ -491,6 +553,7 @@ class RecordFeatures:
         self.n_cand = len(candidate_feature_names(spec))
         self._rk = np.asarray(spec.ranker, np.float64)
         self._width = spec.latent_dim + N_STATIC + 3
+        self._source_index = {name: i for i, name in enumerate(spec.source_names)}
 
     def build(
         self, users: Sequence[Mapping[str, Any]], candidates: Sequence[Sequence[Mapping[str, Any]]]
@@ -548,7 +611,8 @@ class RecordFeatures:
                        hist_item, hist_ratio, hist_like, hist_skip, hist_ptr, engaged, engaged_ptr)
         out_user = np.zeros((B, self.n_user), f32)
         out_cand = np.zeros((B, N, self.n_cand), f32)
-        features_kernel(
+        kernel = features_kernel_serial if B * N <= _SERIAL_MAX else features_kernel
+        kernel(
             cand, src, self._rk, s.horizon_days,
             table, d, d + TABLE_COMP, d + TABLE_TOPIC, d + TABLE_CREATOR,
             u_hat, p_hat, follows, engaged, engaged_ptr, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
@@ -559,21 +623,83 @@ class RecordFeatures:
         return out_user, out_cand, {"creator": creator, "topic": topic, "source": src}
 
     def _candidates(self, recs, b, base, table, src, topic, ranker_in, rank_given) -> list[Any]:
+        d = self.spec.latent_dim
+        N = len(recs)
+        try:
+            emb, topic[:], creators, src[:], stats, ranker = self._candidate_columns(recs)
+        except _Invalid:
+            # Something is off: the record-by-record checks name the record and the field.
+            where = "candidates[{}]" if b == 0 else f"request {b}: candidates[{{}}]"
+            emb, topic[:], creators, src[:], stats, ranker = self._candidate_columns_checked(recs, where)
+        table[base : base + N, :d] = emb
+        rank_given[b] = ranker is not None
+        if ranker is not None:
+            ranker_in[:] = ranker
+        st = stats.astype(np.float32)  # the catalog keeps its statistics in float32
+        rows = table[base : base + N]
+        comp_logit, log_imp, rate, eng = count_features(st[:, 0], st[:, 1], st[:, 2])
+        slow = slow_features(st[:, 3], st[:, 4], st[:, 5], st[:, 6])
+        for j, col in enumerate((log_imp, rate, eng, *slow)):
+            rows[:, d + j] = col
+        rows[:, d + TABLE_COMP] = comp_logit
+        rows[:, d + TABLE_TOPIC] = topic
+        return creators
+
+    def _candidate_columns(self, recs):
+        """The candidate records as columns, checked column-wise; :class:`_Invalid` on any doubt."""
+        s = self.spec
+        allowed, required = _CAND_ALLOWED, _CAND_REQUIRED
+        if not all(type(r) is dict and r.keys() <= allowed and required <= r.keys() for r in recs):
+            raise _Invalid
+        emb = _column(recs, "embedding", shape=(len(recs), s.latent_dim))
+        topic = _id_column(recs, "topic", s.n_topics)
+        creators = [r["creator"] for r in recs]
+        if not set(map(type, creators)) <= _ID_TYPES:
+            raise _Invalid
+        sources = [r["source"] for r in recs]
+        if set(map(type, sources)) == {str}:
+            index = self._source_index
+            if not all(x in index for x in sources):
+                raise _Invalid
+            src = np.fromiter((index[x] for x in sources), np.int64, len(sources))
+        else:
+            src = _id_column(recs, "source", len(s.source_names))
+        stats = np.stack([_column(recs, k) for k in _STAT_FIELDS], axis=1)
+        if (stats < 0).any() or (stats[:, 6] <= 0).any() or (stats[:, 1] > stats[:, 0]).any():
+            raise _Invalid
+        has = ["ranker" in r for r in recs]
+        ranker = None
+        if has[0]:
+            if not all(has):
+                raise _Invalid
+            rk = [r["ranker"] for r in recs]
+            if not all(type(x) is dict and x.keys() == _RANKER_SET for x in rk):
+                raise _Invalid
+            values = [[x[k] for k in RANKER_FIELDS] for x in rk]
+            ranker = _numbers(values, itertools.chain.from_iterable(values))
+        elif any(has):
+            raise _Invalid
+        return emb, topic, creators, src, stats, ranker
+
+    def _candidate_columns_checked(self, recs, where: str):
+        """Record by record, raising :class:`RecordError` at the first bad field."""
         s = self.spec
         d = s.latent_dim
         N = len(recs)
-        where = f"candidates[{{}}]" if b == 0 else f"request {b}: candidates[{{}}]"
         for n, rec in enumerate(recs):
             _check_fields(rec, CANDIDATE_RECORD_FIELDS, where.format(n))
-        stats = np.empty((N, 7), np.float64)
-        creators: list[Any] = []
         has_ranker = ["ranker" in r for r in recs]
         if any(has_ranker) and not all(has_ranker):
             raise RecordError(f"{where.format(has_ranker.index(not has_ranker[0]))}: 'ranker' must be given for all candidates or none")
-        rank_given[b] = has_ranker[0]
+        emb = np.empty((N, d), np.float64)
+        topic = np.empty(N, np.int64)
+        src = np.empty(N, np.int64)
+        stats = np.empty((N, 7), np.float64)
+        ranker = np.empty((N, len(RANKER_FIELDS)), np.float64) if has_ranker[0] else None
+        creators: list[Any] = []
         for n, rec in enumerate(recs):
             w = where.format(n)
-            table[base + n, :d] = _vector(rec["embedding"], d, f"{w}.embedding")
+            emb[n] = _vector(rec["embedding"], d, f"{w}.embedding")
             topic[n] = _index(rec["topic"], s.n_topics, f"{w}.topic")
             c = rec["creator"]
             if isinstance(c, bool) or not isinstance(c, (int, str, np.integer)):
@@ -596,21 +722,13 @@ class RecordFeatures:
                 _num(rec["creator_followers"], f"{w}.creator_followers", lo=0.0),
                 _num(rec["duration_s"], f"{w}.duration_s", lo=0.0, lo_open=True),
             )
-            if rank_given[b]:
+            if ranker is not None:
                 r = rec["ranker"]
                 if not isinstance(r, Mapping) or set(r) != set(RANKER_FIELDS):
                     got = sorted(r) if isinstance(r, Mapping) else type(r).__name__
                     raise RecordError(f"{w}.ranker must hold exactly {list(RANKER_FIELDS)}, got {got}")
-                ranker_in[n] = [_num(r[k], f"{w}.ranker.{k}") for k in RANKER_FIELDS]
-        st = stats.astype(np.float32)  # the catalog keeps its statistics in float32
-        rows = table[base : base + N]
-        comp_logit, log_imp, rate, eng = count_features(st[:, 0], st[:, 1], st[:, 2])
-        slow = slow_features(st[:, 3], st[:, 4], st[:, 5], st[:, 6])
-        for j, col in enumerate((log_imp, rate, eng, *slow)):
-            rows[:, d + j] = col
-        rows[:, d + TABLE_COMP] = comp_logit
-        rows[:, d + TABLE_TOPIC] = topic
-        return creators
+                ranker[n] = [_num(r[k], f"{w}.ranker.{k}") for k in RANKER_FIELDS]
+        return emb, topic, creators, src, stats, ranker
 
     def _user(self, rec, b, base, table, ctx, cat, signup, u_hat, p_hat, follows, creator_ids,
               hist_item, hist_ratio, hist_like, hist_skip, hist_ptr, engaged, engaged_ptr) -> None:
