@@ -15,7 +15,8 @@ a 405, an unknown path a 404, a body over the size limit a 413; anything unexpec
 logged and answered 500, and the server keeps serving. JSON has no NaN or Infinity: such
 literals (which Python's ``json`` would accept) are refused with a 400.
 
-The model is called on the event loop itself: it takes well under a millisecond, less
+Answers carry ``Server-Timing: app;dur=<ms>``, the handler's own time. The model is
+called on the event loop itself: it takes well under a millisecond, less
 than a hop to a worker thread costs under load (``benchmarks/bench_serving.py``
 measures both; ``offload=True`` / ``--offload`` selects the thread pool). Nothing here
 imports ray.
@@ -23,10 +24,12 @@ imports ray.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -159,6 +162,7 @@ def create_app(
     rules: BusinessRules = reranker.rules
 
     async def rerank(request: Request) -> Response:
+        t0 = time.perf_counter()
         stats["requests"] += 1
         body = await _read_body(request, max_body_bytes)
         try:
@@ -166,7 +170,7 @@ def create_app(
             if not isinstance(payload, dict):
                 raise RequestError(f"the body must be a JSON object, got {_json_type(payload)}")
             if offload:
-                answer = await run_in_threadpool(reranker.rerank_request, payload)
+                answer = await run_in_threadpool(_in_worker, reranker.rerank_request, payload)
             else:
                 answer = reranker.rerank_request(payload)
             response = _json(answer)
@@ -178,6 +182,9 @@ def create_app(
             log.exception("POST /rerank failed")
             return _error(500, f"internal error: {type(e).__name__}: {e}")
         stats["ok"] += 1
+        # The handler's own time (body, parse, features, model, rules, answer), so a load
+        # test can tell the server's share of a latency from the network's and the client's.
+        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1e3:.3f}"
         return response
 
     async def healthz(request: Request) -> Response:
@@ -238,8 +245,31 @@ def _json_type(x: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(x), "a number")
 
 
+_worker = threading.local()
+
+
+def _one_feature_thread() -> None:
+    """Runs the feature builder's numba kernel on one thread in the calling thread.
+
+    A request is one user: the kernel's parallel loop has one row, and waking numba's
+    thread pool for it costs milliseconds on a busy machine (``bench_serving.py``).
+    numba's thread count is per thread, so each worker thread sets it once.
+    """
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(1)
+
+
+def _in_worker(fn: Any, payload: Any) -> Any:
+    if not getattr(_worker, "ready", False):
+        _one_feature_thread()
+        _worker.ready = True
+    return fn(payload)
+
+
 def _warm_up(reranker: Reranker) -> None:
-    """A few calls at N = K, so the first client request does not pay the runner's set-up."""
+    """A few calls at N = K (arrays, and raw records when the model has a feature builder),
+    so the first client request pays neither the runner's set-up nor numba's cache load."""
     import numpy as np
 
     k = reranker.slate_size
@@ -247,6 +277,18 @@ def _warm_up(reranker: Reranker) -> None:
     c = np.zeros((k, len(reranker.candidate_features)), np.float32)
     for _ in range(3):
         reranker.rerank(u, c, creator=np.arange(k), topic=np.arange(k))
+    if reranker.builder is not None:
+        s = reranker.builder.spec
+        user = {
+            "local_hour": 12.0, "hours_since_first_visit": 1.0, "session_requests": 0, "session_watch_s": 0.0,
+            "session_videos": 0, "sessions": 0, "last_gap_h": 0.0, "region": 0, "language": 0, "device": 0,
+            "embedding": [0.0] * s.latent_dim, "topic_preference": [1.0 / s.n_topics] * s.n_topics,
+        }
+        video = {
+            "embedding": [0.0] * s.latent_dim, "topic": 0, "source": 0, "impressions": 0.0, "completions": 0.0,
+            "engagements": 0.0, "trend_level": 0.0, "age_h": 1.0, "creator_followers": 0.0, "duration_s": 15.0,
+        }
+        reranker.features(user, [{**video, "creator": j} for j in range(k)])
 
 
 def serve(
@@ -275,7 +317,13 @@ def serve(
     import uvicorn
 
     reranker = Reranker.load(out_dir, threads=threads, backend=backend, rules=rules)
+    _one_feature_thread()
     _warm_up(reranker)
+    # Everything alive now (modules, the model, the warm-up's caches) lives as long as the
+    # server: keep it out of the collector's scans, or a full collection over these ~10^5
+    # objects stalls one request by tens of milliseconds (bench_serving.py).
+    gc.collect()
+    gc.freeze()
     app = create_app(reranker, max_body_bytes=max_body_bytes, offload=offload, backend=backend)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
