@@ -7,6 +7,10 @@
     rl-fyp evaluate CHECKPOINT [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
     rl-fyp simulate [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
     rl-fyp export   CHECKPOINT OUT_DIR
+    rl-fyp serve    OUT_DIR [--port P] [--host ADDR] [--rules FILE] [--threads N]
+                    [--backend onnx|torchscript] [--max-body-bytes B] [--offload] [--access-log]
+    rl-fyp loadtest URL [--rate R] [--requests N] [--n-candidates N] [--raw] [--concurrency C]
+                    [--config ...] [--json]
 
 Every command loads its config the same way (:func:`config_from_args`): the YAML file,
 then ``--set`` overrides, then the shorthand flags. A config error is printed as
@@ -147,6 +151,60 @@ def _add_export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory for model.onnx, model.pt and manifest.json")
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    from rl_fyp.rules import load_rules
+    from rl_fyp.service import serve  # imports starlette and uvicorn; keep --help fast
+    from rl_fyp.serving import ModelIntegrityError
+
+    rules = load_rules(args.rules) if args.rules else None
+    limit = {} if args.max_body_bytes is None else {"max_body_bytes": args.max_body_bytes}
+    try:
+        serve(
+            args.out_dir, host=args.host, port=args.port, rules=rules, threads=args.threads,
+            backend=args.backend, offload=args.offload, access_log=args.access_log, **limit,
+        )
+    except ModelIntegrityError as e:
+        print(f"error: refusing to serve: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, metavar="P", default=8080, help="TCP port (0: a free one; default 8080)")
+    parser.add_argument("--host", metavar="ADDR", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--rules", metavar="FILE|NAME", default=None, help="business rules YAML, e.g. configs/serving/rules.yaml (default: none)")
+    parser.add_argument("--threads", type=int, metavar="N", default=1, help="intra-op threads of the model runner (default 1)")
+    parser.add_argument("--backend", choices=("onnx", "torchscript"), default="onnx", help="model runner (default onnx)")
+    parser.add_argument("--max-body-bytes", type=int, metavar="B", default=None, help="larger request bodies get a 413 (default 8 MiB)")
+    parser.add_argument("--offload", action="store_true", help="run the model in a thread pool instead of on the event loop")
+    parser.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs latency)")
+
+
+def _run_loadtest(args: argparse.Namespace) -> int:
+    import json
+
+    from rl_fyp.loadtest import load_test
+
+    result = load_test(
+        args.url, rate=args.rate, requests=args.requests, n_candidates=args.n_candidates, raw=args.raw,
+        concurrency=args.concurrency, config=args.config, seed=args.seed, timeout_s=args.timeout,
+    )
+    print(json.dumps(result.as_dict()) if args.json else result.summary())
+    return 0 if result.non_200 == 0 and result.failed == 0 else 1
+
+
+def _add_loadtest_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, metavar="R", default=200.0, help="requests per second, sent on schedule (default 200)")
+    parser.add_argument("--requests", type=int, metavar="N", default=2000, help="requests to send, then stop (default 2000)")
+    parser.add_argument("--n-candidates", type=int, metavar="N", default=500, help="candidates per request (default 500)")
+    parser.add_argument("--raw", action="store_true", help="send raw records (user and candidate records) instead of feature arrays")
+    parser.add_argument("--concurrency", type=int, metavar="C", default=64, help="most connections open at once (default 64)")
+    parser.add_argument("--config", metavar="PATH|NAME", default=None, help="simulator config of the requests (default: configs/default.yaml sized to the model)")
+    parser.add_argument("--seed", type=int, metavar="S", default=0, help="simulator seed (default 0)")
+    parser.add_argument("--timeout", type=float, metavar="S", default=10.0, help="per-request timeout in seconds (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from rl_fyp.cluster import is_job_address
     from rl_fyp.jobs import resume_dir, train_job
@@ -218,6 +276,33 @@ COMMANDS: dict[str, Command] = {
         run=_run_export,
         positional="checkpoint",
         add_args=(_add_export_args,),
+        config_args=False,
+    ),
+    "serve": Command(
+        help="serve an exported re-ranker over HTTP (POST /rerank, GET /healthz, GET /schema)",
+        description=(
+            "Load an export directory (checking every file's SHA-256; a tampered model is "
+            "refused) and serve it with uvicorn, one process: POST /rerank takes a request of "
+            "raw records or feature arrays (or {\"requests\": [...]}) and answers the slate; "
+            "GET /healthz and GET /schema describe the model. Bad requests get 400 with a message."
+        ),
+        run=_run_serve,
+        positional="out_dir",
+        add_args=(_add_serve_args,),
+        config_args=False,
+    ),
+    "loadtest": Command(
+        help="open-loop load test of a running `rl-fyp serve` (latency percentiles, throughput)",
+        description=(
+            "Send a bounded number of simulator-built requests to URL (e.g. http://127.0.0.1:8080) "
+            "at a fixed rate, on schedule whether or not earlier ones have returned, over "
+            "keep-alive connections; then print the throughput, p50/p90/p99/max latency in ms "
+            "(from each request's scheduled send time) and the count of non-200 answers. "
+            "Exits 1 if any request failed."
+        ),
+        run=_run_loadtest,
+        positional="url",
+        add_args=(_add_loadtest_args,),
         config_args=False,
     ),
     "simulate": Command(
