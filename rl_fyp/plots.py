@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["RetentionCurve", "plot_learning_curve", "plot_metrics", "plot_retention", "read_progress"]
+__all__ = ["ParetoPoint", "RetentionCurve", "plot_learning_curve", "plot_metrics", "plot_pareto", "plot_retention", "read_progress"]
 
 _MEAN, _LO, _HI = "mean", "ci_low", "ci_high"
 
@@ -32,6 +32,16 @@ class RetentionCurve(NamedTuple):
     mean: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+
+
+class ParetoPoint(NamedTuple):
+    """One setting of a sweep: a label and two metrics, each ``(mean, ci_low, ci_high)``."""
+
+    label: str
+    x: tuple[float, float, float]
+    y: tuple[float, float, float]
+    front: bool
+    """On the Pareto front (drawn highlighted, joined by a line)."""
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -175,4 +185,60 @@ def plot_learning_curve(progress_csv: str | os.PathLike[str], path: str | os.Pat
     ax.set_ylabel("mean episode return")
     ax.set_title("learning curve", fontsize=10)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_pareto(
+    points: Sequence[ParetoPoint],
+    path: str | os.PathLike[str],
+    *,
+    x_label: str,
+    y_label: str,
+    references: Mapping[str, tuple[tuple[float, float, float], tuple[float, float, float]]] | None = None,
+    x_min: float | None = None,
+    title: str = "",
+) -> Path:
+    """Two metrics to maximise, one point per setting with CI whiskers; the front joined.
+
+    Args:
+        points: The settings; ``front`` ones are highlighted and joined in x order.
+        path: PNG to write.
+        x_label: x axis (e.g. immediate engagement).
+        y_label: y axis (e.g. retention).
+        references: ``{name: ((x mean, lo, hi), (y mean, lo, hi))}``, drawn as black marks.
+        x_min: A constraint's floor on x, drawn as a dashed line (None: none).
+        title: Axes title.
+
+    Returns:
+        The path written.
+    """
+    fig = _figure(6.4, 4.6)
+    ax = fig.subplots()
+
+    def whiskers(x: tuple[float, float, float], y: tuple[float, float, float], **kw: object) -> None:
+        xerr = np.array([[max(x[0] - x[1], 0.0)], [max(x[2] - x[0], 0.0)]])
+        yerr = np.array([[max(y[0] - y[1], 0.0)], [max(y[2] - y[0], 0.0)]])
+        ax.errorbar([x[0]], [y[0]], xerr=xerr, yerr=yerr, capsize=3, **kw)  # type: ignore[arg-type]
+
+    for p in points:
+        colour = "C3" if p.front else "0.55"
+        whiskers(p.x, p.y, fmt="o", color=colour, markersize=6 if p.front else 5, elinewidth=0.8)
+        ax.annotate(p.label, (p.x[0], p.y[0]), textcoords="offset points", xytext=(5, 4), fontsize=8, color=colour)
+    front = sorted((p for p in points if p.front), key=lambda p: p.x[0])
+    if len(front) > 1:
+        ax.plot([p.x[0] for p in front], [p.y[0] for p in front], color="C3", linewidth=1.2, label="Pareto front of the settings")
+    elif front:
+        ax.plot([], [], "o", color="C3", label="Pareto front of the settings")
+    for name, (x, y) in (references or {}).items():
+        whiskers(x, y, fmt="*", color="black", markersize=10, elinewidth=0.8)
+        ax.annotate(name, (x[0], y[0]), textcoords="offset points", xytext=(6, -10), fontsize=8)
+    if x_min is not None:
+        ax.axvline(x_min, color="0.3", linestyle="--", linewidth=1.0, label=f"constraint: {x_label.split()[0]} >= {x_min:g}")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)
