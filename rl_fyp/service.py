@@ -91,7 +91,9 @@ def loads(body: bytes, *, use_orjson: bool | None = None) -> Any:
         BodyError: On malformed JSON, a NaN / Infinity literal, or a number that overflows
             a double (orjson; the standard library's ``inf`` is refused by the model's checks).
     """
-    if use_orjson if use_orjson is not None else orjson is not None:
+    if use_orjson is None:
+        use_orjson = orjson is not None
+    if use_orjson:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as e:
@@ -157,6 +159,8 @@ def create_app(
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    if use_orjson and orjson is None:
+        raise ImportError("use_orjson=True needs the orjson package")
     stats = {"requests": 0, "ok": 0, "bad_request": 0, "server_error": 0}
     started = time.time()
     rules: BusinessRules = reranker.rules
