@@ -256,3 +256,35 @@ def test_scale_out_settings_reach_the_algorithm_config() -> None:
     for name in ("APPO", "IMPALA"):
         other = build_algo_config(load_config("small", [f"train.algo={name}", "train.num_env_runners=2"]))
         assert type(other).__name__ == f"{name}Config" and other.num_env_runners == 2
+
+
+def test_cluster_files_are_consistent_with_the_project() -> None:
+    import shlex
+
+    import yaml
+
+    from rl_fyp.cli import build_parser, config_from_args
+
+    aws = yaml.safe_load((REPO_ROOT / "configs" / "cluster" / "aws.yaml").read_text())
+    assert aws["provider"]["type"] == "aws" and aws["head_node_type"] in aws["available_node_types"]
+    assert aws["available_node_types"]["ray.worker.sim"]["resources"] == {"sim_node": 16}
+    mount = next(k for k, v in aws["file_mounts"].items() if v == ".")
+    assert any(f"pip install -q -e {mount}" in c for c in aws["setup_commands"])  # the checkout, with its deps
+    assert "2.60.0" in aws["docker"]["image"]
+
+    pvc, job = yaml.safe_load_all((REPO_ROOT / "configs" / "cluster" / "rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    assert pvc["metadata"]["name"] == job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["volumes"][0][
+        "persistentVolumeClaim"]["claimName"]
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:2] == ["python", "train.py"]
+    # The entrypoint is a valid rl-fyp command line, and its env runners fit the workers.
+    cfg = config_from_args(build_parser().parse_args(["train", *argv[2:]]))
+    assert cfg.train.address == "auto" and cfg.train.num_env_runners == 8
+    (res,) = cfg.train.custom_resources_per_env_runner
+    group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    offered = json.loads(json.loads(group["rayStartParams"]["resources"]))
+    assert res.name in offered and cfg.train.num_env_runners * res.amount <= offered[res.name] * group["replicas"]
+    assert cfg.train.num_env_runners * cfg.train.num_cpus_per_env_runner <= int(group["rayStartParams"]["num-cpus"]) * group["replicas"]
+    runtime = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    assert runtime["working_dir"] and any(p.startswith("rl-fyp @ ") for p in runtime["pip"])
