@@ -59,7 +59,6 @@ from rl_fyp.config import (
     REPO_ROOT,
     Config,
     config_hash,
-    resolve_config_path,
     save_config,
     write_text_atomic,
 )
@@ -447,7 +446,8 @@ def _run_trial(config: dict[str, Any], *, sweep: dict[str, Any], base: dict[str,
     run_dir = Path(trials_dir) / trial_id
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "weights.json", json.dumps(weights, indent=2) + "\n")
-    cpus = int(max(1.0, tune.get_context().get_trial_resources().required_resources.get("CPU", 1.0)))
+    # The simulator's numba threads: the cores of this trial's own bundle, not the machine's.
+    cpus = int(max(1.0, tune.get_context().get_trial_resources().head_cpus))
     numba.set_num_threads(min(cpus, numba.config.NUMBA_NUM_THREADS))
     total = cfg.train.iterations
     common = {"trial_id": trial_id, WEIGHTS: weights}
