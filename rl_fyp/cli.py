@@ -186,10 +186,14 @@ def _run_loadtest(args: argparse.Namespace) -> int:
 
     from rl_fyp.loadtest import load_test
 
-    result = load_test(
-        args.url, rate=args.rate, requests=args.requests, n_candidates=args.n_candidates, raw=args.raw,
-        concurrency=args.concurrency, config=args.config, seed=args.seed, timeout_s=args.timeout,
-    )
+    try:
+        result = load_test(
+            args.url, rate=args.rate, requests=args.requests, n_candidates=args.n_candidates, raw=args.raw,
+            concurrency=args.concurrency, config=args.config, seed=args.seed, timeout_s=args.timeout,
+        )
+    except (ConnectionError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(result.as_dict()) if args.json else result.summary())
     return 0 if result.non_200 == 0 and result.failed == 0 else 1
 

@@ -98,12 +98,19 @@ class LoadTestResult:
 
 
 def fetch_schema(url: str, timeout_s: float = 10.0) -> dict[str, Any]:
-    """``GET {url}/schema`` of a running service: model version, K, inputs, feature builder."""
+    """``GET {url}/schema`` of a running service: model version, K, inputs, feature builder.
+
+    Raises:
+        ConnectionError: If no service answers there, or it answers with an error.
+    """
     import httpx
 
-    r = httpx.get(url.rstrip("/") + "/schema", timeout=timeout_s)
-    r.raise_for_status()
-    return r.json()
+    try:
+        r = httpx.get(url.rstrip("/") + "/schema", timeout=timeout_s)
+        r.raise_for_status()
+        return r.json()
+    except (httpx.HTTPError, ValueError) as e:
+        raise ConnectionError(f"cannot read {url.rstrip('/')}/schema ({type(e).__name__}: {e}); is rl-fyp serve running there?") from None
 
 
 def sim_config(schema: dict[str, Any], n_candidates: int, config: str | None = None) -> Any:

@@ -385,3 +385,11 @@ def test_the_load_test_is_open_loop_and_counts_waiting_in_the_latency() -> None:
     assert np.isnan(server_ms).all()  # this server sends no Server-Timing
     assert lat.max() > 0.3 and lat.min() < 0.15
     assert 0.45 < duration < 2.0
+
+
+def test_loadtest_without_a_server_is_an_error(capsys) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["loadtest", f"http://127.0.0.1:{port}", "--requests", "5"]) == 2
+    assert "cannot read" in capsys.readouterr().err
