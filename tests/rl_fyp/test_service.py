@@ -393,3 +393,9 @@ def test_loadtest_without_a_server_is_an_error(capsys) -> None:
         port = s.getsockname()[1]
     assert main(["loadtest", f"http://127.0.0.1:{port}", "--requests", "5"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_service_imports_neither_ray_nor_torch() -> None:
+    code = "import sys, rl_fyp.service, rl_fyp.loadtest; assert not {'ray', 'torch'} & set(sys.modules), 'imported'"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
