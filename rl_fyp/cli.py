@@ -4,7 +4,7 @@
 
     rl-fyp train    [--config PATH|NAME] [--set key.sub=value ...] [--out DIR] [--seed S]
                     [--iterations N] [--resume] [--address ADDR] [--no-eval]
-    rl-fyp evaluate CHECKPOINT [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
+    rl-fyp evaluate CHECKPOINT|EXPORT_DIR [--rules FILE] [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
     rl-fyp simulate [--config ...] [--set ...] [--out DIR] [--n-users N] [--seed S]
     rl-fyp export   CHECKPOINT OUT_DIR
     rl-fyp tune     [--config PATH|NAME] [--set key=value ...] [--out DIR] [--resume]
@@ -133,8 +133,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args) if (args.config or args.overrides or args.seed is not None or args.n_users) else None
     out = Path(args.out) if args.out else None
-    evaluate_checkpoint(Path(args.checkpoint), cfg=cfg, out_dir=out)
+    rules = None
+    if args.rules:
+        from rl_fyp.rules import load_rules
+
+        rules = load_rules(args.rules)
+    evaluate_checkpoint(Path(args.checkpoint), cfg=cfg, out_dir=out, rules=rules)
     return 0
+
+
+def _add_evaluate_args(parser: argparse.ArgumentParser) -> None:
+    _add_eval_args(parser)
+    parser.add_argument(
+        "--rules",
+        metavar="FILE",
+        default=None,
+        help="business rules after an exported model (YAML, see configs/serving/rules.yaml); CHECKPOINT must be an export directory",
+    )
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -302,14 +317,16 @@ COMMANDS: dict[str, Command] = {
         add_args=(_add_train_args,),
     ),
     "evaluate": Command(
-        help="A/B-test a trained checkpoint against the baselines",
+        help="A/B-test a trained checkpoint (or an exported model) against the baselines",
         description=(
-            "Load the policy of a training checkpoint and run the simulated A/B test against "
-            "the baselines on one seeded cohort (the checkpoint's config unless --config/--set "
-            "are given). Writes results.json, results.md, lifts.json and plots."
+            "Load the policy of a training checkpoint, or an exported model (an rl-fyp export "
+            "directory: the model runs on the serving runtime, with --rules after it), and run "
+            "the simulated A/B test against the baselines on one seeded cohort (the checkpoint's "
+            "or export's config unless --config/--set are given). Writes results.json, "
+            "results.md, lifts.json and plots."
         ),
         run=_run_evaluate,
-        add_args=(_add_eval_args,),
+        add_args=(_add_evaluate_args,),
         positional="checkpoint",
     ),
     "export": Command(
