@@ -147,6 +147,15 @@ _REQUEST_KEYS_FEATURES = {"user_features", "candidate_features", "mask", "k", "c
 _REQUEST_KEYS_RECORDS = {"user", "candidates", "k"}
 
 
+def _check_keys(keys: set[str], allowed: set[str], required: tuple[str, ...], known: str) -> None:
+    extra = keys - allowed
+    if extra:
+        raise RequestError(f"unknown request field(s) {sorted(extra)}; {known} {sorted(allowed)}")
+    for f in required:
+        if f not in keys:
+            raise RequestError(f"missing field '{f}'")
+
+
 class Reranker:
     """An exported slate policy, ready to re-rank, with the business rules after it.
 
@@ -409,24 +418,14 @@ class Reranker:
         keys = set(req)
         ids = None
         if "user" in keys or "candidates" in keys:
-            extra = keys - _REQUEST_KEYS_RECORDS
-            if extra:
-                raise RequestError(f"unknown request field(s) {sorted(extra)}; a raw-record request has {sorted(_REQUEST_KEYS_RECORDS)}")
-            for f in ("user", "candidates"):
-                if f not in req:
-                    raise RequestError(f"missing field '{f}'")
+            _check_keys(keys, _REQUEST_KEYS_RECORDS, ("user", "candidates"), "a raw-record request has")
             if not isinstance(req["candidates"], list):
                 raise RequestError("'candidates' must be a list of candidate records")
             u, c, meta = self.features(req["user"], req["candidates"])
             ids = [rec.get("id") for rec in req["candidates"]] if all("id" in rec for rec in req["candidates"]) else None
             r = self.rerank_full(u, c, None, req.get("k"), creator=meta["creator"], topic=meta["topic"])
         else:
-            extra = keys - _REQUEST_KEYS_FEATURES
-            if extra:
-                raise RequestError(f"unknown request field(s) {sorted(extra)}; expected some of {sorted(_REQUEST_KEYS_FEATURES)}")
-            for f in ("user_features", "candidate_features"):
-                if f not in req:
-                    raise RequestError(f"missing field '{f}'")
+            _check_keys(keys, _REQUEST_KEYS_FEATURES, ("user_features", "candidate_features"), "expected some of")
             cand = req["candidate_features"]
             if isinstance(cand, Mapping):
                 if set(cand) != {"names", "values"}:
