@@ -43,30 +43,20 @@ class Command:
     config_args: bool = True
 
 
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """Adds the options every command shares: the config, overrides and output directory."""
-    parser.add_argument(
-        "--config",
-        metavar="PATH|NAME",
-        default=None,
-        help="YAML config: a name in configs/ (e.g. 'small') or a file path (default: configs/default.yaml)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override config values, e.g. --set env.catalog.n_items=100000 seed=3 (values are YAML)",
-    )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        default=None,
-        help="directory for the run's files (default: a new <out_dir>/<YYYYmmdd-HHMMSS>/)",
-    )
-    parser.add_argument("--seed", type=int, metavar="S", default=None, help="shorthand for --set seed=S")
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    *,
+    config_help: str = "YAML config: a name in configs/ (e.g. 'small') or a file path (default: configs/default.yaml)",
+    set_help: str = "override config values, e.g. --set env.catalog.n_items=100000 seed=3 (values are YAML)",
+    out_help: str = "directory for the run's files (default: a new <out_dir>/<YYYYmmdd-HHMMSS>/)",
+    seed: bool = True,
+) -> None:
+    """Adds the options every command shares: the config, overrides, output directory and seed."""
+    parser.add_argument("--config", metavar="PATH|NAME", default=None, help=config_help)
+    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[], help=set_help)
+    parser.add_argument("--out", metavar="DIR", default=None, help=out_help)
+    if seed:
+        parser.add_argument("--seed", type=int, metavar="S", default=None, help="shorthand for --set seed=S")
 
 
 def _add_eval_args(parser: argparse.ArgumentParser) -> None:
@@ -263,23 +253,12 @@ def _submit_train(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _add_tune_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="PATH|NAME",
-        default=None,
-        help="sweep YAML: a name in configs/tune/ (e.g. 'smoke') or a file path (default: configs/tune/reward_sweep.yaml)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override sweep values, e.g. --set num_samples=8 trial.iterations=12 (values are YAML)",
-    )
-    parser.add_argument(
-        "--out", metavar="DIR", default=None, help="directory for the sweep's files (default: a new <out_dir>/<YYYYmmdd-HHMMSS>/)"
+    add_config_args(
+        parser,
+        config_help="sweep YAML: a name in configs/tune/ (e.g. 'smoke') or a file path (default: configs/tune/reward_sweep.yaml)",
+        set_help="override sweep values, e.g. --set num_samples=8 trial.iterations=12 (values are YAML)",
+        out_help="directory for the sweep's files (default: a new <out_dir>/<YYYYmmdd-HHMMSS>/)",
+        seed=False,
     )
     parser.add_argument(
         "--resume",
