@@ -20,7 +20,9 @@ import numpy as np
 from envs.config import CatalogConfig
 from envs.features import count_features, count_features_nb, slow_features
 
-__all__ = ["Catalog", "ITEM_STATIC_NAMES", "STAGE_GRADUATED", "STAGE_SUPPRESSED", "STAGE_TEST"]
+__all__ = [
+    "Catalog", "ITEM_STATIC_NAMES", "N_ENGAGEMENT_OFFSETS", "STAGE_GRADUATED", "STAGE_SUPPRESSED", "STAGE_TEST",
+]
 
 #: Columns of ``Catalog.item_static``: per-video features the observation copies as they are
 #: (the first seven), plus the replay factor the ranker uses.
@@ -28,6 +30,10 @@ ITEM_STATIC_NAMES = (
     "log_impressions", "completion_rate", "engagement_rate", "trend_level",
     "log_age_h", "log_creator_followers", "log_duration_s", "replay_factor",
 )
+
+#: Engagement signals with a per-video (and per-user) log-odds offset in the response model:
+#: like, share, comment, follow, profile visit, not-interested (envs.response.ENGAGEMENT_OFFSETS).
+N_ENGAGEMENT_OFFSETS = 6
 
 #: Fresh video in its test stage: only the fresh source and its creator's followers see it.
 STAGE_TEST = 0
@@ -96,6 +102,12 @@ class Catalog:
         sound_level: (S,) float32 trend level in [0, 1].
         feature_h: (n,) float64 world time of each row's last slow-feature update (the
             age, trend and creator columns are as of then, like a feature store's snapshot).
+        duration_bucket: (n,) int32 the video's row of the quantile watch-ratio tables (a
+            data-driven world only; 0 here).
+        eng_offset: (n, 6) float32 engagement log-odds offsets (a data-driven world only; 0 here).
+
+    The data-driven catalog (``envs.kuairand.world.KuaiRandCatalog``) fills the same arrays
+    from real videos and shares the table, index and statistics code below.
     """
 
     def __init__(self, cfg: CatalogConfig, rng: np.random.Generator) -> None:
@@ -163,6 +175,28 @@ class Catalog:
         order = np.lexsort((self.upload_h, self.niche))
         for name in ("true_vec", "emb", "duration_s", "quality", "creator", "sound", "region", "upload_h"):
             setattr(self, name, getattr(self, name)[order])
+        self._init_tables()
+        # Statistics the platform already has about the existing catalog.
+        age = -self.upload_h
+        reach = (30.0 + np.sqrt(self.creator_followers[self.creator])) * np.minimum(1.0, age / 24.0 + 0.05)
+        self.impressions[:] = rng.poisson(reach)
+        self.completions[:] = rng.binomial(
+            self.impressions.astype(np.int64), population_completion(self.quality, self.duration_s)
+        )
+        self.engagements[:] = rng.binomial(self.completions.astype(np.int64), 0.08)
+        self._update_comp_logit(rows)
+        self._init_creator_recent()
+
+        # Co-engagement neighbours: videos watched by the same people, i.e. the same true niche.
+        k = cfg.i2i_neighbours
+        start = self.niche_start[self.niche]
+        size = (self.niche_start[self.niche + 1] - start)[:, None]
+        self.i2i = (start[:, None] + (rng.random((n, k)) * size).astype(np.int64)).astype(np.int32)
+        self._init_index()
+
+    def _init_tables(self) -> None:
+        """The packed per-video table and the response model's per-video extras, from the video arrays."""
+        n, d, f32 = len(self.duration_s), self.cfg.latent_dim, np.float32
         # Everything the observation reads per video sits in one row of `item_table`, so
         # featurising a candidate costs one gather of adjacent cache lines instead of one
         # miss per array. `emb`, `item_static` and `comp_logit` are views into it.
@@ -175,18 +209,15 @@ class Catalog:
         self.item_table[:, self.col_topic] = self.topic
         self.item_table[:, self.col_creator] = self.creator
         self.niche_ptr = self.niche_start[:-1].copy()
-        # Statistics the platform already has about the existing catalog.
-        age = -self.upload_h
-        reach = (30.0 + np.sqrt(self.creator_followers[self.creator])) * np.minimum(1.0, age / 24.0 + 0.05)
-        self.impressions[:] = rng.poisson(reach)
-        self.completions[:] = rng.binomial(
-            self.impressions.astype(np.int64), population_completion(self.quality, self.duration_s)
-        )
-        self.engagements[:] = rng.binomial(self.completions.astype(np.int64), 0.08)
-        self._update_comp_logit(rows)
+        # Read by the response model only in a data-driven world (zero / unused here): the
+        # video's duration bucket of the quantile watch-ratio model, and its engagement
+        # log-odds offsets (envs.response.ENGAGEMENT_OFFSETS order).
+        self.duration_bucket = np.zeros(n, np.int32)
+        self.eng_offset = np.zeros((n, N_ENGAGEMENT_OFFSETS), f32)
 
-        # Creator -> latest uploads.
-        Lc = cfg.creator_recent_len
+    def _init_creator_recent(self) -> None:
+        """Each creator's latest uploads (newest last), from `creator` and `upload_h`."""
+        C, Lc = self.n_creators, self.cfg.creator_recent_len
         self.creator_recent = np.full((C, Lc), -1, np.int32)
         self.creator_recent_ptr = np.zeros(C, np.int64)
         by_creator = np.lexsort((self.upload_h, self.creator))
@@ -197,13 +228,9 @@ class Catalog:
             ok = pos >= ends - counts
             self.creator_recent[ok, Lc - 1 - j] = by_creator[pos[ok]]
 
-        # Co-engagement neighbours: videos watched by the same people, i.e. the same true niche.
-        k = cfg.i2i_neighbours
-        start = self.niche_start[self.niche]
-        size = (self.niche_start[self.niche + 1] - start)[:, None]
-        self.i2i = (start[:, None] + (rng.random((n, k)) * size).astype(np.int64)).astype(np.int32)
-
-        # Fresh pool (test stage) and the index.
+    def _init_index(self) -> None:
+        """The fresh pool (test stage), the retrieval index, the trending lists and the backfill."""
+        cfg, G, d, f32 = self.cfg, self.cfg.n_niches, self.cfg.latent_dim, np.float32
         self.fresh_pool = np.full(cfg.fresh_pool_size, -1, np.int32)
         self.fresh_ptr = 0
         self.cluster_centroid = np.empty((G, d), f32)

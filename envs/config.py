@@ -20,7 +20,18 @@ __all__ = [
     "ResponseConfig",
     "RetrievalConfig",
     "UserConfig",
+    "WATCH_RATIO_MODELS",
+    "WORLD_SOURCES",
+    "WorldConfig",
 ]
+
+WORLD_SOURCES = ("synthetic", "kuairand")
+"""Where the catalog and the user population come from: generated (``synthetic``), or the
+real KuaiRand-Pure videos and users with latents fitted by ``rl-fyp calibrate`` (``kuairand``)."""
+WATCH_RATIO_MODELS = ("parametric", "quantile")
+"""How the response model draws a watch ratio: ``parametric`` (skip / completion / partial
+watch draws from the appeal, the synthetic default), or ``quantile`` (the appeal plus noise
+mapped through a fitted watch-ratio quantile table per duration bucket; needs a world file)."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,11 @@ class ResponseConfig:
     """Median hours to the next session for an average user at neutral satisfaction."""
     return_gap_sigma: float = param(0.7, ge=0.0, le=5.0)
     """Log-normal spread of return gaps."""
+    return_activity_slope: float = param(1.0, ge=0.0, le=5.0)
+    """How strongly activity scales the return gap: its median is
+    ``return_gap_median_h / activity ** return_activity_slope`` (before the satisfaction and
+    breadth terms). Above 1, heavy users come back sooner and light ones later than in
+    proportion to their activity."""
     return_satisfaction_slope: float = param(1.3, ge=0.0)
     """Log return gap lost per unit of long-run satisfaction."""
     return_breadth_slope: float = param(2.5, ge=0.0)
@@ -239,6 +255,20 @@ class ResponseConfig:
     """Experienced value at which satisfaction is neutral for leave, return and churn."""
     min_return_gap_h: float = param(0.25, gt=0.0)
     """Shortest return gap, hours."""
+    watch_ratio_model: str = param("parametric", choices=WATCH_RATIO_MODELS)
+    """``parametric``: fast skip, completion, replays and partial watches are drawn from the
+    appeal (skip_*, completion_*, replay_mean, skip_time_mean_s). ``quantile``: a latent
+    ``appeal + watch_ratio_noise * N(0, 1)`` is mapped through the world file's monotone table
+    of the video's duration bucket (fitted so the simulated watch ratios follow the real
+    ones); a fast skip is then a watch shorter than ``fast_skip_s``, a completion a watch
+    ratio of at least 1, and every engagement (not-interested included) may follow any
+    video. Needs ``world.source: kuairand``."""
+    watch_ratio_noise: float = param(1.0, ge=0.0, le=20.0)
+    """``quantile`` only: spread of the latent watch-ratio draw around the appeal (the
+    residual spread of the fitted watch-ratio model, in its normal-score units)."""
+    fast_skip_s: float = param(2.0, gt=0.0, le=60.0)
+    """``quantile`` only: a video watched for less than this many seconds is a fast skip
+    (the same definition the calibration applies to the real log)."""
 
 
 @dataclass(frozen=True)
@@ -317,6 +347,35 @@ class ObservationConfig:
 
 
 @dataclass(frozen=True)
+class WorldConfig:
+    """Where the catalog and the user population come from."""
+
+    source: str = param("synthetic", choices=WORLD_SOURCES)
+    """``synthetic``: generated from the catalog and user configs. ``kuairand``: the real
+    KuaiRand-Pure videos (durations, authors, tags, music) and users, with latent interests
+    and per-video / per-user parameters read from ``world_file`` (written by ``rl-fyp calibrate``)."""
+    world_file: str = param("")
+    """``kuairand`` only: the derived world file (``.npz``, read without pickle), absolute or
+    relative to the repository root."""
+    world_sha256: str = param("")
+    """``kuairand`` only: SHA-256 of ``world_file`` as calibrated; a different file (stale or
+    edited) is refused when the world is built."""
+    data_dir: str = param("data/kuairand_pure_partial")
+    """``kuairand`` only: the KuaiRand-Pure files the world was fitted to (the default data of
+    ``rl-fyp fidelity``), absolute or relative to the repository root."""
+
+    def __post_init__(self) -> None:
+        if self.source == "kuairand":
+            check(bool(self.world_file.strip()), "world_file", "must name the world file when source is kuairand")
+            sha = self.world_sha256
+            check(
+                len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
+                "world_sha256",
+                f"must be the 64 lower-case hex digits of the world file's SHA-256, got {sha!r}",
+            )
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     """The feed environment: simulator parts, slate size and horizon."""
 
@@ -332,6 +391,8 @@ class EnvConfig:
     """Multi-task ranker."""
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     """Observation layout."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """Synthetic or data-driven (KuaiRand) catalog and population."""
     slate_size: int = param(8, ge=1, le=256)
     """Videos per slate (K)."""
     horizon_days: float = param(14.0, gt=0.0, le=365.0)
@@ -343,6 +404,14 @@ class EnvConfig:
             "retrieval.n_candidates",
             f"must be >= slate_size ({self.slate_size})",
         )
+        check(
+            self.response.watch_ratio_model != "quantile" or self.world.source == "kuairand",
+            "response.watch_ratio_model",
+            "quantile needs world.source: kuairand (the quantile tables live in the world file)",
+        )
+        if self.world.source == "kuairand":
+            # The real catalog is a fixed set of videos: no synthetic uploads replace them.
+            check(self.catalog.uploads_per_h == 0.0, "catalog.uploads_per_h", "must be 0 when world.source is kuairand")
 
     @property
     def horizon_h(self) -> float:

@@ -10,6 +10,7 @@ reward.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from envs.response import respond, response_params
 from envs.retrieval import Retriever
 from envs.users import UserState
 from reward.feedback import Feedback
+
+if TYPE_CHECKING:
+    from envs.kuairand.world import KuaiRandWorld
 
 __all__ = ["FeedSimulator", "Observation", "StepOutcome"]
 
@@ -62,10 +66,24 @@ class StepOutcome:
 class FeedSimulator:
     """World + B user slots, stepped in batch."""
 
-    def __init__(self, cfg: EnvConfig, n_users: int) -> None:
+    def __init__(self, cfg: EnvConfig, n_users: int, world: KuaiRandWorld | None = None) -> None:
+        """A simulator of `n_users` slots; :meth:`build_world` makes its world.
+
+        Args:
+            cfg: the env config.
+            n_users: user slots (B).
+            world: a data-driven world (``envs.kuairand.world.KuaiRandWorld``) to use
+                instead of reading ``cfg.world.world_file``; only with ``world.source: kuairand``.
+        """
         if n_users < 1:
             raise ValueError(f"n_users must be >= 1, got {n_users}")
+        if world is not None and cfg.world.source != "kuairand":
+            raise ValueError(f"a data-driven world needs world.source: kuairand, got {cfg.world.source!r}")
         self.cfg = cfg
+        self.world = world
+        # The quantile watch-ratio model's (knots, values) tables; None in the synthetic world.
+        self.watch_ratio_table: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_response: dict[str, np.ndarray] | None = None
         self.n_users = n_users
         self.params = response_params(cfg)
         self.ranker_params = ranker_params(cfg)
@@ -81,7 +99,15 @@ class FeedSimulator:
     def build_world(self, rng: np.random.Generator) -> None:
         """Generate a new catalog and empty user slots from `rng` (which the simulator keeps)."""
         self.rng = rng
-        self.catalog = Catalog(self.cfg.catalog, rng)
+        if self.cfg.world.source == "kuairand":
+            if self.world is None:
+                from envs.kuairand.world import load_world  # only data-driven worlds read files
+
+                self.world = load_world(self.cfg)
+            self.catalog = self.world.make_catalog(self.cfg, rng)
+            self.watch_ratio_table = self.world.watch_ratio_table
+        else:
+            self.catalog = Catalog(self.cfg.catalog, rng)
         self.users = UserState(self.cfg, self.n_users, self.catalog, rng)
         self.retriever = Retriever(self)
 
@@ -90,9 +116,20 @@ class FeedSimulator:
         """Whether a world exists."""
         return self.catalog is not None
 
-    def spawn(self, slots: np.ndarray) -> None:
-        """Fresh users in `slots` ((B,) bool mask)."""
-        self.users.spawn(np.flatnonzero(slots), self.rng)
+    def spawn(self, slots: np.ndarray, population_rows: np.ndarray | None = None) -> None:
+        """Fresh users in `slots` ((B,) bool mask).
+
+        In the synthetic world they are new cold-start users. In a data-driven world they are
+        users of its population: the given `population_rows` (one per slot in `slots`, in
+        order), or users drawn at random from the population.
+        """
+        idx = np.flatnonzero(slots)
+        if self.world is None:
+            if population_rows is not None:
+                raise ValueError("population_rows needs a data-driven world (world.source: kuairand)")
+            self.users.spawn(idx, self.rng)
+        else:
+            self.world.spawn(self.users, idx, self.rng, population_rows)
 
     def observe(self, active: np.ndarray | None = None) -> Observation:
         """Retrieve and featurise the next request's candidates for the `active` slots."""
@@ -117,6 +154,7 @@ class FeedSimulator:
         videos_before = u.session_videos.copy()
         time_before = u.session_time_s.copy()
         out = respond(self, items, active, draw_seed(self.rng))
+        self.last_response = out  # the kernel's raw outputs (the quantile model's latents among them)
         seen = out["seen"]
         flags = out["flags"]
         # What the platform observes of the shown videos, read before uploads replace rows.

@@ -16,6 +16,13 @@ grows with fatigue, low satisfaction, time in session, late hours and a skip. Vi
 the leave point are unseen. When a session ends, churn or a return gap is drawn from
 long-run satisfaction, the breadth of interests the session fed, and activity.
 
+With ``response.watch_ratio_model: quantile`` (a data-driven world), the watch ratio is
+instead a monotone map of ``appeal + watch_ratio_noise * N(0, 1)`` through the table of the
+video's duration bucket (fitted so that the ratios follow the real log's); a fast skip is a
+watch shorter than ``fast_skip_s``, a completion a ratio >= 1, and every signal may follow
+any video. In every mode each engagement log-odds adds the video's and the user's offsets
+(zero in the synthetic world).
+
 The kernel runs users in parallel (numba prange), each on its own random stream.
 """
 
@@ -27,11 +34,15 @@ import numpy as np
 from envs._rng import normal, seed_stream, uniform
 from envs.config import EnvConfig
 
-__all__ = ["N_FLAGS", "respond", "response_params"]
+__all__ = ["ENGAGEMENT_OFFSETS", "N_FLAGS", "respond", "response_params", "watch_ratio_from_latent"]
 
 # Column order of the per-video boolean flags (same as reward.feedback.VIDEO_SIGNALS).
 F_COMPLETED, F_SKIP, F_LIKE, F_SHARE, F_COMMENT, F_FOLLOW, F_PROFILE, F_NI = range(8)
 N_FLAGS = 8
+
+#: Signals with per-video and per-user log-odds offsets (``Catalog.eng_offset``,
+#: ``UserState.eng_offset`` columns), in order.
+ENGAGEMENT_OFFSETS = ("like", "share", "comment", "follow", "profile_visit", "not_interested")
 
 # Index of each coefficient in the parameter vector handed to the kernel.
 _PARAM_NAMES = (
@@ -51,14 +62,20 @@ _PARAM_NAMES = (
     # platform estimate
     "estimate_rate", "topic_estimate_rate",
     "horizon_h",
+    # quantile watch-ratio model
+    "quantile_watch_ratio", "watch_ratio_noise", "fast_skip_s",
+    "return_activity_slope",
 )
 (P_AFF, P_SESS, P_QUAL, P_FOLLOWB, P_TREND, P_FAT, P_AVOID, P_POS, P_BIAS, P_SKIP_SLOPE, P_SKIP_BIAS,
  P_COMP_SLOPE, P_COMP_DUR, P_REPLAY, P_SKIP_TIME, P_LIKE, P_SHARE, P_COMMENT, P_FOLLOW, P_PROFILE,
  P_ENG_APPEAL, P_ENG_RATIO, P_NI_BIAS, P_NI_SLOPE, P_LEAVE_BIAS, P_LEAVE_FAT, P_LEAVE_SAT, P_LEAVE_TIME,
  P_LEAVE_LATE, P_LEAVE_SKIP, P_GAP_MEDIAN, P_GAP_SIGMA, P_GAP_SAT, P_GAP_BREADTH, P_CHURN_BIAS,
  P_CHURN_SAT, P_SAT_NEUTRAL, P_MIN_GAP, P_BOREDOM, P_DRIFT, P_RELAX, P_FAT_VIEW, P_FAT_DECAY, P_AVOID_NI,
- P_AVOID_RELIEF, P_AVOID_DECAY, P_SAT_RATE, P_SAT_MEMORY, P_EST_RATE, P_TOPIC_RATE, P_HORIZON) = range(
-    len(_PARAM_NAMES))
+ P_AVOID_RELIEF, P_AVOID_DECAY, P_SAT_RATE, P_SAT_MEMORY, P_EST_RATE, P_TOPIC_RATE, P_HORIZON,
+ P_QUANTILE, P_WR_NOISE, P_FAST_SKIP, P_GAP_ACTIVITY) = range(len(_PARAM_NAMES))
+
+#: A one-bucket identity-like table for worlds without quantile tables (never read there).
+_NO_TABLE = np.array([[0.0, 1.0]], np.float64)
 
 
 def response_params(cfg: EnvConfig) -> np.ndarray:
@@ -67,6 +84,8 @@ def response_params(cfg: EnvConfig) -> np.ndarray:
     for name in _PARAM_NAMES:
         if name == "horizon_h":
             values.append(cfg.horizon_h)
+        elif name == "quantile_watch_ratio":
+            values.append(1.0 if cfg.response.watch_ratio_model == "quantile" else 0.0)
         elif hasattr(cfg.response, name):
             values.append(getattr(cfg.response, name))
         elif hasattr(cfg.user, name):
@@ -79,6 +98,57 @@ def response_params(cfg: EnvConfig) -> np.ndarray:
 @nb.njit(inline="always", cache=True)
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+@nb.njit(inline="always", cache=True)
+def _table_lookup(g, knots, values, row):
+    """Piecewise-linear monotone map of `g` through row `row` of (knots, values), clamped at the ends."""
+    L = knots.shape[1]
+    if g <= knots[row, 0]:
+        return values[row, 0]
+    if g >= knots[row, L - 1]:
+        return values[row, L - 1]
+    lo = 0
+    hi = L - 1
+    while hi - lo > 1:  # knots[row, lo] < g < knots[row, hi]
+        mid = (lo + hi) // 2
+        if knots[row, mid] <= g:
+            lo = mid
+        else:
+            hi = mid
+    span = knots[row, hi] - knots[row, lo]
+    if span <= 0.0:
+        return values[row, hi]
+    w = (g - knots[row, lo]) / span
+    return values[row, lo] + w * (values[row, hi] - values[row, lo])
+
+
+@nb.njit(cache=True)
+def _table_lookup_many(g, bucket, knots, values):
+    out = np.empty(g.shape[0], np.float64)
+    for j in range(g.shape[0]):
+        out[j] = _table_lookup(g[j], knots, values, bucket[j])
+    return out
+
+
+def watch_ratio_from_latent(
+    latent: np.ndarray, bucket: np.ndarray, knots: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """The quantile model's watch ratio for latent draws (the response kernel's own map).
+
+    Args:
+        latent: (n,) appeal + noise draws.
+        bucket: (n,) int duration bucket of each video.
+        knots: (n_buckets, L) nondecreasing latent knots per bucket.
+        values: (n_buckets, L) watch ratio at each knot.
+
+    Returns:
+        (n,) float64 watch ratios.
+    """
+    return _table_lookup_many(
+        np.ascontiguousarray(latent, np.float64), np.ascontiguousarray(bucket, np.int64),
+        np.ascontiguousarray(knots, np.float64), np.ascontiguousarray(values, np.float64),
+    )
 
 
 @nb.njit(inline="always", fastmath=True, cache=True)
@@ -118,9 +188,11 @@ def _respond_kernel(
     seen_ring, seen_ptr, engaged_ring, engaged_ptr, u_hat, p_hat,
     clock_h, decay_clock_h, start_hour, last_gap_h,
     session_requests, session_videos, session_time_s, sessions, days_active, last_active_day,
-    out_seen, out_ratio, out_time, out_dur, out_flags, out_ended, out_gap, out_churn, out_newday,
+    item_bucket, item_eng_off, user_eng_off, wr_knots, wr_values,
+    out_seen, out_ratio, out_time, out_dur, out_flags, out_ended, out_gap, out_churn, out_newday, out_latent,
 ):
     B, K = slate.shape
+    quantile = p[P_QUANTILE] > 0.5
     m = interest_vec.shape[1]
     d = true_vec.shape[1]
     T = fatigue.shape[1]
@@ -165,41 +237,68 @@ def _respond_kernel(
                       - p[P_POS] * k + p[P_BIAS])
             if followed:
                 appeal += p[P_FOLLOWB]
-            s, u = uniform(s)
-            skip = u < _sigmoid(p[P_SKIP_BIAS] - p[P_SKIP_SLOPE] * appeal)
             like = share = comment = follow = profile = ni = completed = False
-            if skip:
-                s, u = uniform(s)
-                t_s = min(-p[P_SKIP_TIME] * np.log(1.0 - u), 0.5 * dur)
-                ratio = t_s / dur
-                s, u = uniform(s)
-                neg = max(0.0, -appeal)
-                ni = u < _sigmoid(p[P_NI_BIAS] + p[P_NI_SLOPE] * neg)
-            else:
-                s, u = uniform(s)
-                lc = p[P_COMP_SLOPE] * appeal - p[P_COMP_DUR] * np.log(dur / 15.0)
-                if u < _sigmoid(lc):
-                    completed = True
-                    s, u = uniform(s)
-                    mean_replay = p[P_REPLAY] * np.exp(min(appeal, 2.0) - 1.0) * np.sqrt(15.0 / max(dur, 15.0))
-                    ratio = 1.0 + min(-mean_replay * np.log(1.0 - u), 2.0)
-                else:
-                    # Partial watch: U^(1/a) has mean a / (a + 1), rising with appeal.
-                    s, u = uniform(s)
-                    a = max(np.exp(appeal), 0.05)
-                    ratio = 0.02 + 0.97 * u ** (1.0 / a)
+            if quantile:
+                # Latent draw -> watch ratio through the video's duration-bucket table; then
+                # every signal, whatever the watch, with the video's and the user's offsets.
+                s, z = normal(s)
+                g = appeal + p[P_WR_NOISE] * z
+                out_latent[b, k] = g
+                ratio = _table_lookup(g, wr_knots, wr_values, item_bucket[i])
                 t_s = ratio * dur
+                skip = t_s < p[P_FAST_SKIP]
+                completed = ratio >= 1.0
                 e = p[P_ENG_APPEAL] * appeal + p[P_ENG_RATIO] * min(ratio, 1.5)
                 s, u = uniform(s)
-                like = u < _sigmoid(p[P_LIKE] + e)
+                like = u < _sigmoid(p[P_LIKE] + e + item_eng_off[i, 0] + user_eng_off[b, 0])
                 s, u = uniform(s)
-                share = u < _sigmoid(p[P_SHARE] + e)
+                share = u < _sigmoid(p[P_SHARE] + e + item_eng_off[i, 1] + user_eng_off[b, 1])
                 s, u = uniform(s)
-                comment = u < _sigmoid(p[P_COMMENT] + e)
+                comment = u < _sigmoid(p[P_COMMENT] + e + item_eng_off[i, 2] + user_eng_off[b, 2])
                 s, u = uniform(s)
-                follow = (not followed) and u < _sigmoid(p[P_FOLLOW] + e)
+                follow = (not followed) and u < _sigmoid(p[P_FOLLOW] + e + item_eng_off[i, 3] + user_eng_off[b, 3])
                 s, u = uniform(s)
-                profile = u < _sigmoid(p[P_PROFILE] + e + (1.0 if follow else 0.0))
+                profile = u < _sigmoid(p[P_PROFILE] + e + (1.0 if follow else 0.0)
+                                       + item_eng_off[i, 4] + user_eng_off[b, 4])
+                s, u = uniform(s)
+                ni = u < _sigmoid(p[P_NI_BIAS] + p[P_NI_SLOPE] * max(0.0, -appeal)
+                                  + item_eng_off[i, 5] + user_eng_off[b, 5])
+            else:
+                s, u = uniform(s)
+                skip = u < _sigmoid(p[P_SKIP_BIAS] - p[P_SKIP_SLOPE] * appeal)
+                if skip:
+                    s, u = uniform(s)
+                    t_s = min(-p[P_SKIP_TIME] * np.log(1.0 - u), 0.5 * dur)
+                    ratio = t_s / dur
+                    s, u = uniform(s)
+                    neg = max(0.0, -appeal)
+                    ni = u < _sigmoid(p[P_NI_BIAS] + p[P_NI_SLOPE] * neg + item_eng_off[i, 5] + user_eng_off[b, 5])
+                else:
+                    s, u = uniform(s)
+                    lc = p[P_COMP_SLOPE] * appeal - p[P_COMP_DUR] * np.log(dur / 15.0)
+                    if u < _sigmoid(lc):
+                        completed = True
+                        s, u = uniform(s)
+                        mean_replay = p[P_REPLAY] * np.exp(min(appeal, 2.0) - 1.0) * np.sqrt(15.0 / max(dur, 15.0))
+                        ratio = 1.0 + min(-mean_replay * np.log(1.0 - u), 2.0)
+                    else:
+                        # Partial watch: U^(1/a) has mean a / (a + 1), rising with appeal.
+                        s, u = uniform(s)
+                        a = max(np.exp(appeal), 0.05)
+                        ratio = 0.02 + 0.97 * u ** (1.0 / a)
+                    t_s = ratio * dur
+                    e = p[P_ENG_APPEAL] * appeal + p[P_ENG_RATIO] * min(ratio, 1.5)
+                    s, u = uniform(s)
+                    like = u < _sigmoid(p[P_LIKE] + e + item_eng_off[i, 0] + user_eng_off[b, 0])
+                    s, u = uniform(s)
+                    share = u < _sigmoid(p[P_SHARE] + e + item_eng_off[i, 1] + user_eng_off[b, 1])
+                    s, u = uniform(s)
+                    comment = u < _sigmoid(p[P_COMMENT] + e + item_eng_off[i, 2] + user_eng_off[b, 2])
+                    s, u = uniform(s)
+                    follow = (not followed) and u < _sigmoid(p[P_FOLLOW] + e + item_eng_off[i, 3] + user_eng_off[b, 3])
+                    s, u = uniform(s)
+                    profile = u < _sigmoid(p[P_PROFILE] + e + (1.0 if follow else 0.0)
+                                           + item_eng_off[i, 4] + user_eng_off[b, 4])
             out_ratio[b, k] = ratio
             out_time[b, k] = t_s
             out_flags[b, k, 0] = completed
@@ -285,8 +384,11 @@ def _respond_kernel(
             out_churn[b] = True
             continue
         s, z = normal(s)
-        lg = (np.log(p[P_GAP_MEDIAN] / activity[b]) - p[P_GAP_SAT] * q
-              - p[P_GAP_BREADTH] * (breadth - 0.5) + p[P_GAP_SIGMA] * z)
+        if p[P_GAP_ACTIVITY] == 1.0:  # the default, as the gap has always been computed
+            base = np.log(p[P_GAP_MEDIAN] / activity[b])
+        else:
+            base = np.log(p[P_GAP_MEDIAN]) - p[P_GAP_ACTIVITY] * np.log(activity[b])
+        lg = base - p[P_GAP_SAT] * q - p[P_GAP_BREADTH] * (breadth - 0.5) + p[P_GAP_SIGMA] * z
         gap = max(np.exp(lg), p[P_MIN_GAP])
         hour = (start_hour[b] + clock_h[b] + gap) % 24.0
         if hour >= 1.0 and hour < 7.0:
@@ -321,7 +423,8 @@ def respond(sim, slate: np.ndarray, active: np.ndarray, seed: np.uint64) -> dict
 
     Returns:
         Dict of output arrays: seen, watch_ratio, watch_time_s, duration_s (B, K), flags
-        (B, K, 8), session_ended, return_gap_h, churned, new_day_active (B,).
+        (B, K, 8), session_ended, return_gap_h, churned, new_day_active (B,), and latent
+        (B, K): the quantile model's latent draw of each seen video (zero otherwise).
     """
     B, K = slate.shape
     out = {
@@ -334,8 +437,10 @@ def respond(sim, slate: np.ndarray, active: np.ndarray, seed: np.uint64) -> dict
         "return_gap_h": np.zeros(B, np.float32),
         "churned": np.zeros(B, np.bool_),
         "new_day_active": np.zeros(B, np.bool_),
+        "latent": np.zeros((B, K), np.float32),
     }
     c, u = sim.catalog, sim.users
+    knots, values = sim.watch_ratio_table if sim.watch_ratio_table is not None else (_NO_TABLE, _NO_TABLE)
     _respond_kernel(
         slate, active, seed, sim.params,
         c.true_vec, c.emb, c.topic, c.duration_s, c.quality, c.creator, c.sound, c.sound_level,
@@ -344,7 +449,8 @@ def respond(sim, slate: np.ndarray, active: np.ndarray, seed: np.uint64) -> dict
         u.seen, u.seen_ptr, u.engaged, u.engaged_ptr, u.u_hat, u.p_hat,
         u.clock_h, u.decay_clock_h, u.start_hour, u.last_gap_h,
         u.session_requests, u.session_videos, u.session_time_s, u.sessions, u.days_active, u.last_active_day,
+        c.duration_bucket, c.eng_offset, u.eng_offset, knots, values,
         out["seen"], out["watch_ratio"], out["watch_time_s"], out["duration_s"], out["flags"],
-        out["session_ended"], out["return_gap_h"], out["churned"], out["new_day_active"],
+        out["session_ended"], out["return_gap_h"], out["churned"], out["new_day_active"], out["latent"],
     )
     return out

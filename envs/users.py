@@ -11,12 +11,35 @@ never read from the hidden fields.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from envs.catalog import Catalog
+from envs.catalog import N_ENGAGEMENT_OFFSETS, Catalog
 from envs.config import EnvConfig
 
-__all__ = ["UserState"]
+__all__ = ["UserProfiles", "UserState"]
+
+
+class UserProfiles(NamedTuple):
+    """Known users to put into slots (a data-driven population): one row per user.
+
+    Shapes use n users, m = max_interests, d = latent_dim, T topics. Unused interest
+    components have offset -9.
+    """
+
+    interest_vec: np.ndarray  # (n, m, d) float32
+    interest_off: np.ndarray  # (n, m) float32
+    interest_topic: np.ndarray  # (n, m) int32
+    activity: np.ndarray  # (n,) float32
+    region: np.ndarray  # (n,) int32
+    language: np.ndarray  # (n,) int32
+    device: np.ndarray  # (n,) int32
+    start_hour: np.ndarray  # (n,) float64, local hour of the first session, [0, 24)
+    signup: np.ndarray  # (n, T) float32 sign-up topics (0/1)
+    u_hat: np.ndarray  # (n, d) float32 the platform's first estimate
+    p_hat: np.ndarray  # (n, T) float32
+    eng_offset: np.ndarray  # (n, N_ENGAGEMENT_OFFSETS) float32 engagement log-odds offsets
 
 FOLLOW_SLOTS = 16  # followed creators remembered per user (a ring)
 
@@ -52,6 +75,9 @@ class UserState:
         self.sat_long = np.zeros(B, f32)
         self.activity = np.ones(B, f32)
         self.coverage = np.zeros((B, m), f32)
+        # Per-user engagement log-odds offsets (envs.response.ENGAGEMENT_OFFSETS order); zero
+        # for synthetic users, fitted propensities for the users of a data-driven world.
+        self.eng_offset = np.zeros((B, N_ENGAGEMENT_OFFSETS), f32)
         # Observable context and history.
         self.region = np.zeros(B, i32)
         self.language = np.zeros(B, i32)
@@ -109,14 +135,9 @@ class UserState:
         self.interest_off[slots] = off
         self.interest_topic[slots] = topics
         self.tribe[slots] = tribe
-        self.session_vec[slots] = 0.0
-        self.fatigue[slots] = 0.0
-        self.avoid[slots] = 0.0
-        self.sat[slots] = cfg.response.satisfaction_neutral
-        self.sat_long[slots] = cfg.response.satisfaction_neutral
         sig = ucfg.activity_sigma
         self.activity[slots] = np.exp(sig * rng.standard_normal(n) - 0.5 * sig * sig)
-        self.coverage[slots] = 0.0
+        self.eng_offset[slots] = 0.0
         region = rng.integers(0, cfg.catalog.n_regions, n)
         self.region[slots] = region
         same = rng.random(n) < 0.8  # most users speak their region's main language
@@ -133,6 +154,47 @@ class UserState:
             signup[np.arange(n), rng.integers(0, T, n)] = 1.0
         signup[~signs] = 0.0
         self.signup[slots] = signup
+        # The platform's first estimate comes from the sign-up alone (nothing for the rest).
+        u0 = signup @ self.topic_emb
+        norm = np.linalg.norm(u0, axis=1, keepdims=True)
+        self.u_hat[slots] = np.where(norm > 0, 0.5 * u0 / np.maximum(norm, 1e-8), 0.0)
+        self.p_hat[slots] = 0.3 * signup
+        self._reset_slots(slots)
+
+    def spawn_known(self, slots: np.ndarray, profiles: UserProfiles) -> None:
+        """Put known users (one row of `profiles` per slot, in order) into `slots`.
+
+        The hidden interests, activity, context and engagement propensities come from the
+        profiles; the session state and history start empty, as for a new user.
+        """
+        if len(slots) == 0:
+            return
+        if len(profiles.activity) != len(slots):
+            raise ValueError(f"{len(slots)} slots but {len(profiles.activity)} user profiles")
+        self.interest_vec[slots] = profiles.interest_vec
+        self.interest_off[slots] = profiles.interest_off
+        self.interest_topic[slots] = profiles.interest_topic
+        self.tribe[slots] = 0
+        self.activity[slots] = profiles.activity
+        self.eng_offset[slots] = profiles.eng_offset
+        self.region[slots] = profiles.region
+        self.language[slots] = profiles.language
+        self.device[slots] = profiles.device
+        self.start_hour[slots] = profiles.start_hour
+        self.signup[slots] = profiles.signup
+        self.u_hat[slots] = profiles.u_hat
+        self.p_hat[slots] = profiles.p_hat
+        self._reset_slots(slots)
+
+    def _reset_slots(self, slots: np.ndarray) -> None:
+        """Empty session state, history and clocks for the users just put into `slots`."""
+        neutral = self.cfg.response.satisfaction_neutral
+        self.session_vec[slots] = 0.0
+        self.fatigue[slots] = 0.0
+        self.avoid[slots] = 0.0
+        self.sat[slots] = neutral
+        self.sat_long[slots] = neutral
+        self.coverage[slots] = 0.0
         self.follows[slots] = -1
         self.follow_ptr[slots] = 0
         self.hist_item[slots] = -1
@@ -144,11 +206,6 @@ class UserState:
         self.seen_ptr[slots] = 0
         self.engaged[slots] = -1
         self.engaged_ptr[slots] = 0
-        # The platform's first estimate comes from the sign-up alone (nothing for the rest).
-        u0 = signup @ self.topic_emb
-        norm = np.linalg.norm(u0, axis=1, keepdims=True)
-        self.u_hat[slots] = np.where(norm > 0, 0.5 * u0 / np.maximum(norm, 1e-8), 0.0)
-        self.p_hat[slots] = 0.3 * signup
         self.clock_h[slots] = 0.0
         self.decay_clock_h[slots] = 0.0
         self.last_gap_h[slots] = 0.0
