@@ -56,7 +56,6 @@ from envs.kuairand.data import (
     ATTRIBUTION,
     FIT_DATES,
     LICENSE_NOTE,
-    FeedLog,
     KuaiRandData,
     column_array,
     column_strings,

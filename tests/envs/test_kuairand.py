@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.config import ConfigError
@@ -33,7 +35,6 @@ from envs.kuairand.data import (
     VIDEO_STAT_COLUMNS,
     VIDEO_STAT_FILE,
     DataError,
-    FeedLog,
     load_kuairand,
     require_fit_days,
 )
@@ -272,10 +273,6 @@ def test_calibrated_world_builds_steps_and_is_deterministic(assert_same, random_
     cfg = load_config("kuairand", ["env.horizon_days=1"]).env
     assert cfg.world.source == "kuairand"
     env = envs.FeedEnv(config=cfg)
-    from gymnasium.utils.env_checker import check_env
-
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env, skip_render_check=True)
