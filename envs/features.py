@@ -325,11 +325,6 @@ def features_kernel(
             row[d + 19] = cand_src[b, n]
 
 
-features_kernel_serial = nb.njit(fastmath=True, cache=True)(features_kernel.py_func)
-"""The same kernel without threads (``prange`` runs as ``range``): serving builds one
-request at a time, where waking a thread pool costs more than the work."""
-
-
 # ---------------------------------------------------------------------- the layout
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -528,10 +523,6 @@ def _check_fields(rec: Any, allowed: Mapping[str, str], where: str) -> None:
         raise RecordError(f"{where}: missing field(s) {missing}")
 
 
-_SERIAL_MAX = 8192
-"""Candidate rows up to which :class:`RecordFeatures` builds on one thread."""
-
-
 class RecordFeatures:
     """Builds features from raw records with :func:`features_kernel` (serving's feature builder).
 
@@ -603,8 +594,9 @@ class RecordFeatures:
                        hist_item, hist_ratio, hist_like, hist_skip, hist_ptr, engaged, engaged_ptr)
         out_user = np.zeros((B, self.n_user), f32)
         out_cand = np.zeros((B, N, self.n_cand), f32)
-        kernel = features_kernel_serial if B * N <= _SERIAL_MAX else features_kernel
-        kernel(
+        # A server calls this one request at a time: numba.set_num_threads(1) in it keeps
+        # the parallel kernel from waking a thread pool for one row (rl_fyp.service does).
+        features_kernel(
             cand, src, self._rk, s.horizon_days,
             table, d, d + TABLE_COMP, d + TABLE_TOPIC, d + TABLE_CREATOR,
             u_hat, p_hat, follows, engaged, engaged_ptr, hist_item, hist_ratio, hist_like, hist_skip, hist_ptr,
