@@ -292,7 +292,9 @@ def train(
 
     from rl_fyp.rllib_glue import build_algo_config, register_env
 
-    run_dir = Path(run_dir)
+    # Absolute: RLlib hands checkpoint paths to pyarrow, which reads a relative one as a
+    # URI without a scheme and refuses it (``make train`` writes under runs/<timestamp>/).
+    run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     start = 0
     ckpt = latest_checkpoint(run_dir) if resume else None

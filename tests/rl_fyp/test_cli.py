@@ -49,7 +49,11 @@ def results_of(out: Path) -> dict:
 
 def test_train_py_small_trains_evaluates_and_logs(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run(["train.py", "--config", "small", "--out", str(out), "--set", *TINY_EVAL, "logging.wandb=true"])
+    # A relative --out from another directory, as `make train` writes under runs/<timestamp>/.
+    proc = run(
+        [str(REPO_ROOT / "train.py"), "--config", "small", "--out", "run", "--set", *TINY_EVAL, "logging.wandb=true"],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = results_of(out)
     assert list(results) == ["ppo", "greedy", "mmr", "explore", "random", "oracle"]
