@@ -101,6 +101,23 @@ def _sigmoid(x: float) -> float:
 
 
 @nb.njit(inline="always", cache=True)
+def _engagement(s, p, e, followed, item_off, user_off):
+    """Like, share, comment, follow and profile visit of one watch, engagement log-odds ``e``
+    plus the video's and the user's offsets (``ENGAGEMENT_OFFSETS`` order); one draw each."""
+    s, u = uniform(s)
+    like = u < _sigmoid(p[P_LIKE] + e + item_off[0] + user_off[0])
+    s, u = uniform(s)
+    share = u < _sigmoid(p[P_SHARE] + e + item_off[1] + user_off[1])
+    s, u = uniform(s)
+    comment = u < _sigmoid(p[P_COMMENT] + e + item_off[2] + user_off[2])
+    s, u = uniform(s)
+    follow = (not followed) and u < _sigmoid(p[P_FOLLOW] + e + item_off[3] + user_off[3])
+    s, u = uniform(s)
+    profile = u < _sigmoid(p[P_PROFILE] + e + (1.0 if follow else 0.0) + item_off[4] + user_off[4])
+    return s, like, share, comment, follow, profile
+
+
+@nb.njit(inline="always", cache=True)
 def _table_lookup(g, knots, values, row):
     """Piecewise-linear monotone map of `g` through row `row` of (knots, values), clamped at the ends."""
     L = knots.shape[1]
@@ -249,17 +266,7 @@ def _respond_kernel(
                 skip = t_s < p[P_FAST_SKIP]
                 completed = ratio >= 1.0
                 e = p[P_ENG_APPEAL] * appeal + p[P_ENG_RATIO] * min(ratio, 1.5)
-                s, u = uniform(s)
-                like = u < _sigmoid(p[P_LIKE] + e + item_eng_off[i, 0] + user_eng_off[b, 0])
-                s, u = uniform(s)
-                share = u < _sigmoid(p[P_SHARE] + e + item_eng_off[i, 1] + user_eng_off[b, 1])
-                s, u = uniform(s)
-                comment = u < _sigmoid(p[P_COMMENT] + e + item_eng_off[i, 2] + user_eng_off[b, 2])
-                s, u = uniform(s)
-                follow = (not followed) and u < _sigmoid(p[P_FOLLOW] + e + item_eng_off[i, 3] + user_eng_off[b, 3])
-                s, u = uniform(s)
-                profile = u < _sigmoid(p[P_PROFILE] + e + (1.0 if follow else 0.0)
-                                       + item_eng_off[i, 4] + user_eng_off[b, 4])
+                s, like, share, comment, follow, profile = _engagement(s, p, e, followed, item_eng_off[i], user_eng_off[b])
                 s, u = uniform(s)
                 ni = u < _sigmoid(p[P_NI_BIAS] + p[P_NI_SLOPE] * max(0.0, -appeal)
                                   + item_eng_off[i, 5] + user_eng_off[b, 5])
@@ -288,17 +295,7 @@ def _respond_kernel(
                         ratio = 0.02 + 0.97 * u ** (1.0 / a)
                     t_s = ratio * dur
                     e = p[P_ENG_APPEAL] * appeal + p[P_ENG_RATIO] * min(ratio, 1.5)
-                    s, u = uniform(s)
-                    like = u < _sigmoid(p[P_LIKE] + e + item_eng_off[i, 0] + user_eng_off[b, 0])
-                    s, u = uniform(s)
-                    share = u < _sigmoid(p[P_SHARE] + e + item_eng_off[i, 1] + user_eng_off[b, 1])
-                    s, u = uniform(s)
-                    comment = u < _sigmoid(p[P_COMMENT] + e + item_eng_off[i, 2] + user_eng_off[b, 2])
-                    s, u = uniform(s)
-                    follow = (not followed) and u < _sigmoid(p[P_FOLLOW] + e + item_eng_off[i, 3] + user_eng_off[b, 3])
-                    s, u = uniform(s)
-                    profile = u < _sigmoid(p[P_PROFILE] + e + (1.0 if follow else 0.0)
-                                           + item_eng_off[i, 4] + user_eng_off[b, 4])
+                    s, like, share, comment, follow, profile = _engagement(s, p, e, followed, item_eng_off[i], user_eng_off[b])
             out_ratio[b, k] = ratio
             out_time[b, k] = t_s
             out_flags[b, k, 0] = completed

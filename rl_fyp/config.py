@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from envs._io import write_bytes_atomic
 from envs.config import EnvConfig
 from reward.config import RewardConfig
 from reward.typed_config import (
@@ -368,20 +368,4 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     Returns:
         The destination path.
     """
-    dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return dest
+    return write_bytes_atomic(path, text.encode("utf-8"))

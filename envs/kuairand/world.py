@@ -40,7 +40,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from envs.catalog import N_ENGAGEMENT_OFFSETS, STAGE_GRADUATED, Catalog, _noise, _unit
+from envs._io import write_bytes_atomic
 from envs.config import ConfigError, EnvConfig
 from envs.users import UserProfiles, UserState
 
@@ -130,21 +130,7 @@ def write_world(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
     data = buf.getvalue()
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_bytes_atomic(dest, data)
     return hashlib.sha256(data).hexdigest()
 
 
