@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -190,47 +189,14 @@ def bench_in_process(model_dir: Path, module, calls: int, n: int) -> None:
     numba.set_num_threads(default_threads)
 
 
-def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``rl-fyp serve`` on a free loopback port; returns (process, base URL) once /healthz answers."""
-    import httpx
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rl_fyp", "serve", str(model_dir), "--port", "0", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )
-    line = proc.stdout.readline()
-    if not line.startswith("serving "):
-        proc.kill()
-        raise RuntimeError(f"rl-fyp serve did not start: {line!r}")
-    url = line.split(" on ", 1)[1].split()[0]
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("rl-fyp serve did not answer /healthz within 60 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def bench_http(model_dir: Path, rate: float, seconds: float, n: int) -> None:
-    from rl_fyp.loadtest import fetch_schema, load_test, request_bodies
+    from rl_fyp.loadtest import fetch_schema, load_test, request_bodies, start_service, stop_service
 
     # Raw records also at half the rate: their server time is several ms (the feature
     # builder), so 200/s loads one core most of the way and queueing sets the tail.
     runs = {(): [(False, rate), (True, rate), (True, rate / 2)], ("--offload",): [(False, rate)]}
     for extra, kinds in runs.items():
-        proc, url = start_server(model_dir, *extra)
+        proc, url = start_service(model_dir, *extra)
         try:
             schema = fetch_schema(url)
             for raw, r_rate in kinds:
@@ -244,7 +210,7 @@ def bench_http(model_dir: Path, rate: float, seconds: float, n: int) -> None:
                     body_kb=round(r.body_bytes / 1e3, 1),
                 )
         finally:
-            stop_server(proc)
+            stop_service(proc)
 
 
 def main() -> None:

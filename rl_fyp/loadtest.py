@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -386,3 +389,52 @@ def load_test(
         n_candidates=n_candidates,
         errors=errors,
     )
+
+
+def start_service(model_dir: str | os.PathLike[str], *args: str, stderr: Any = None, timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """Starts ``python -m rl_fyp serve MODEL_DIR ARGS --port 0`` and waits until /healthz answers.
+
+    Args:
+        model_dir: The export directory to serve.
+        args: More ``rl-fyp serve`` options (``--rules FILE``, ``--offload``, ...).
+        stderr: The server's stderr (``subprocess.PIPE`` to read it on failure; default: inherited).
+        timeout_s: How long /healthz may take to answer.
+
+    Returns:
+        ``(process, base URL)``; stop it with :func:`stop_service`.
+
+    Raises:
+        RuntimeError: If the server exits or does not answer in time (with its stderr, if piped).
+    """
+    import httpx
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rl_fyp", "serve", str(model_dir), *args, "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+    )
+    line = proc.stdout.readline()  # "serving ... on http://HOST:PORT", once the socket is bound
+    if not line.startswith("serving "):
+        proc.kill()
+        err = proc.stderr.read()[-2000:] if proc.stderr else ""
+        raise RuntimeError(f"rl-fyp serve did not start: {line!r} {err}")
+    url = line.split(" on ", 1)[1].split()[0]
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"rl-fyp serve did not answer /healthz within {timeout_s:g} s")
+
+
+def stop_service(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stops a server of :func:`start_service` (SIGTERM, then SIGKILL after ``timeout_s``)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

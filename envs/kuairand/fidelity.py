@@ -306,6 +306,12 @@ def _plots(real: LogStats, st: LogStats, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(str(out / name))
+
     def cdf(ax, x, label, **kw):
         x = np.sort(np.asarray(x, np.float64))
         if len(x):
@@ -321,11 +327,7 @@ def _plots(real: LogStats, st: LogStats, out: Path) -> list[str]:
         ax.set_xlim(0, 3)
     axes[0].set_ylabel("CDF")
     axes[0].legend()
-    fig.tight_layout()
-    path = out / "watch_ratio_cdf.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(str(path))
+    save(fig, "watch_ratio_cdf.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     k = np.arange(1, 9)
@@ -337,11 +339,7 @@ def _plots(real: LogStats, st: LogStats, out: Path) -> list[str]:
     ax.set_ylabel("share of sessions")
     ax.set_title(f"session length (KS {ks_2samp(real.session_length, st.session_length):.3f})")
     ax.legend()
-    fig.tight_layout()
-    path = out / "session_length.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(str(path))
+    save(fig, "session_length.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     cdf(ax, real.return_gap_h, "held-out")
@@ -351,11 +349,7 @@ def _plots(real: LogStats, st: LogStats, out: Path) -> list[str]:
     ax.set_ylabel("CDF")
     ax.set_title(f"return gap (KS {ks_2samp(real.return_gap_h, st.return_gap_h):.3f})")
     ax.legend()
-    fig.tight_layout()
-    path = out / "return_gap_cdf.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(str(path))
+    save(fig, "return_gap_cdf.png")
     return written
 
 

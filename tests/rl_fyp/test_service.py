@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 from envs.feed_env import FeedVectorEnv
 from rl_fyp.cli import main
 from rl_fyp.config import REPO_ROOT
-from rl_fyp.loadtest import load_test, run_load
+from rl_fyp.loadtest import load_test, run_load, start_service, stop_service
 from rl_fyp.rules import BusinessRules
 from rl_fyp.serving import Reranker
 
@@ -233,41 +232,9 @@ def test_an_unexpected_error_is_a_500_and_the_server_keeps_serving(small_export,
 
 
 # ---------------------------------------------------------------------- real processes
-def start_serve(*args: str) -> tuple[subprocess.Popen, str]:
-    """``python -m rl_fyp serve ... --port 0``; returns (process, base URL) once /healthz answers."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rl_fyp", "serve", *args, "--port", "0"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    line = proc.stdout.readline()
-    if not line.startswith("serving "):
-        proc.kill()
-        raise AssertionError(f"no start line: {line!r}; stderr: {proc.stderr.read()[-2000:]}")
-    url = line.split(" on ", 1)[1].split()[0]
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("the server did not answer /healthz")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def test_rl_fyp_serve_answers_a_bounded_open_loop_load_test(small_export, capsys) -> None:
     cfg, _, out = small_export
-    proc, url = start_serve(str(out), "--max-body-bytes", "200000")
+    proc, url = start_service(out, "--max-body-bytes", "200000", stderr=subprocess.PIPE)
     try:
         t = time.perf_counter()
         r = load_test(url, rate=50, requests=40, n_candidates=cfg.env.retrieval.n_candidates, distinct=8)
@@ -289,7 +256,7 @@ def test_rl_fyp_serve_answers_a_bounded_open_loop_load_test(small_export, capsys
         assert httpx.post(url + "/rerank", content=b"x" * 200_001, timeout=10).status_code == 413
         assert httpx.get(url + "/healthz", timeout=10).json()["stats"]["ok"] >= 70
     finally:
-        stop(proc)
+        stop_service(proc)
     assert proc.returncode is not None
 
 
